@@ -1,0 +1,209 @@
+"""Carrying out the policy's actions on real kernels: events, intent records, signals.
+
+Safety rules: an intent is written before any signal; only the process group and the
+descendants of a kernel of this server are ever signalled; never this server's own
+process or process group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from typing import Any, Protocol
+
+from .events import EventEmitter
+from .models import Action
+
+
+class IntentStore(Protocol):
+    """Where intents go before memguard signals a kernel (the journal)."""
+
+    def record_intent(self, kernel_id: str, kind: str, reason: str, now: float) -> int: ...
+
+
+def signal_kernel(kernel: Any, pids: tuple[int, ...], signum: int) -> list[int]:
+    """Send a signal to a kernel's process group and to each of its known descendants.
+
+    Returns the PIDs/PGIDs signalled. Refuses anything that is this server.
+    """
+    own_pid, own_pgid = os.getpid(), os.getpgrp()
+    signalled: list[int] = []
+    provisioner = getattr(kernel, "provisioner", None)
+    pgid = getattr(provisioner, "pgid", None)
+    if isinstance(pgid, int) and pgid > 1 and pgid != own_pgid:
+        try:
+            os.killpg(pgid, signum)
+            signalled.append(-pgid)
+        except OSError:
+            pass
+    for pid in pids:
+        if pid in (own_pid, 0, 1):
+            continue
+        try:
+            os.kill(pid, signum)
+            signalled.append(pid)
+        except OSError:
+            pass
+    return signalled
+
+
+class ActionRunner:
+    """Turns policy actions into events, intent records and signals."""
+
+    def __init__(
+        self, kernel_manager: Any, intents: IntentStore, events: EventEmitter, log: logging.Logger
+    ) -> None:
+        self.km = kernel_manager
+        self.intents = intents
+        self.events = events
+        self.log = log
+        self.halting: set[str] = set()
+        self.tasks: set[asyncio.Task[Any]] = set()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _record_intent(self, kernel_id: str, kind: str, reason: str) -> None:
+        await asyncio.to_thread(self.intents.record_intent, kernel_id, kind, reason, time.time())
+
+    def forget(self, kernel_id: str) -> None:
+        self.halting.discard(kernel_id)
+
+    async def carry_out(self, action: Action, monitor: Any) -> None:
+        """Carry out one action (or only report it in dry-run mode)."""
+        kid = action.kernel_id
+        path = monitor.paths.get(kid)
+        dry = monitor.settings.dry_run
+        base = {"kernel_id": kid, "path": path}
+        if action.kind == "warn":
+            fraction = (action.usage_bytes or 0) / action.limit_bytes if action.limit_bytes else 0.0
+            self.log.warning("memguard: %s (%s)", action.reason, kid)
+            self.events.emit(
+                "memory_warning",
+                {
+                    **base,
+                    "usage_bytes": action.usage_bytes or 0,
+                    "limit_bytes": action.limit_bytes or 0,
+                    "fraction": round(fraction, 4),
+                    "trigger": action.trigger,
+                },
+            )
+            return
+        if action.kind == "cull":
+            idle = monitor.activity(kid, time.time())["idle_seconds"]
+            self.log.warning(
+                "memguard: %sculling kernel %s: %s", "(dry run) " if dry else "", kid, action.reason
+            )
+            if not dry:
+                await self._record_intent(kid, "cull", action.reason)
+            self.events.emit(
+                "kernel_culled",
+                {
+                    **base,
+                    "idle_seconds": float(idle),
+                    "usage_bytes": action.usage_bytes,
+                    "reason": action.reason,
+                    "trigger": action.trigger,
+                    "dry_run": dry,
+                },
+            )
+            if not dry:
+                self._spawn(self._shutdown(kid, now=False))
+            return
+        await self.halt_step(action, monitor, dry)
+
+    async def halt_step(self, action: Action, monitor: Any, dry: bool) -> None:
+        """One step of the halt escalation: interrupt/restart → shutdown → kill."""
+        kid = action.kernel_id
+        path = monitor.paths.get(kid)
+        if kid not in self.halting:
+            self.halting.add(kid)
+            if not dry:
+                kind = "admin_halt" if action.trigger == "admin" else "halt"
+                await self._record_intent(kid, kind, action.reason)
+            self.events.emit(
+                "kernel_halting",
+                {
+                    "kernel_id": kid,
+                    "path": path,
+                    "usage_bytes": action.usage_bytes or 0,
+                    "limit_bytes": action.limit_bytes or 0,
+                    "reason": action.reason,
+                    "action": action.kind,
+                    "dry_run": dry,
+                },
+            )
+        self.log.warning(
+            "memguard: %s%s kernel %s: %s",
+            "(dry run) " if dry else "",
+            action.kind,
+            kid,
+            action.reason,
+        )
+        self.events.emit(
+            "kernel_halted",
+            {
+                "kernel_id": kid,
+                "path": path,
+                "step": action.kind,
+                "usage_bytes": action.usage_bytes,
+                "limit_bytes": action.limit_bytes,
+                "dry_run": dry,
+            },
+        )
+        if dry:
+            return
+        tracked = monitor.kernels.get(kid)
+        pids = tracked.pids if tracked is not None else ()
+        try:
+            kernel = self.km.get_kernel(kid)
+        except KeyError:
+            return
+        if action.kind == "interrupt":
+            await self.km.interrupt_kernel(kid)
+        elif action.kind == "restart":
+            self._spawn(self.km.restart_kernel(kid, now=True))
+        elif action.kind == "shutdown":
+            kernel.stop_restarter()
+            signal_kernel(kernel, pids, signal.SIGTERM)
+        elif action.kind == "kill":
+            kernel.stop_restarter()
+            signal_kernel(kernel, pids, signal.SIGKILL)
+            self._spawn(self._shutdown(kid, now=True))
+
+    async def _shutdown(self, kernel_id: str, now: bool) -> None:
+        """Remove a kernel through the kernel manager (it cleans up ports and sessions)."""
+        try:
+            await self.km.shutdown_kernel(kernel_id, now=now)
+        except KeyError:
+            pass
+        except Exception:
+            self.log.exception("memguard: shutting down kernel %s failed", kernel_id)
+
+    async def admin_halt(self, kernel_id: str, monitor: Any, reason: str) -> None:
+        """An admin's halt: intent, halting event, then shutdown → grace → kill."""
+        tracked = monitor.kernels.get(kernel_id)
+        rss = tracked.memory.rss_bytes if tracked and tracked.memory else None
+        limit, _ = monitor.kernel_limit()
+        for kind in ("shutdown", "kill"):
+            action = Action(kind, kernel_id, reason, "admin", rss, limit)  # type: ignore[arg-type]
+            await self.halt_step(action, monitor, dry=False)
+            if kind == "shutdown":
+                deadline = time.monotonic() + monitor.settings.shutdown_grace
+                while time.monotonic() < deadline and await self._alive(kernel_id):
+                    await asyncio.sleep(0.1)
+                if not await self._alive(kernel_id):
+                    await self._shutdown(kernel_id, now=True)
+                    return
+
+    async def _alive(self, kernel_id: str) -> bool:
+        try:
+            kernel = self.km.get_kernel(kernel_id)
+        except KeyError:
+            return False
+        return bool(await kernel.is_alive())

@@ -1,0 +1,198 @@
+"""MemGuard: the jupyter_server extension app (configuration, validation, wiring)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from jupyter_core.paths import jupyter_data_dir
+from jupyter_server.extension.application import ExtensionApp
+from traitlets import Bool, Float, Int, List, TraitError, Unicode, Union
+
+from .settings import ConfigValueError, MemGuardSettings, resolve_settings
+
+
+class MemGuardConfigError(SystemExit):
+    """Raised to stop the server when memguard's configuration is invalid.
+
+    jupyter_server logs and swallows ordinary exceptions from extensions; a bad memory
+    setting must not leave a server running unguarded, so this is a SystemExit.
+    """
+
+
+class MemGuard(ExtensionApp):
+    """Per-kernel memory tracking, OOM guard and kernel-death forensics."""
+
+    name = "jupyter_memguard"
+    load_other_extensions = True
+
+    # --- the budget and sampling
+    memory_limit = Union(
+        [Int(), Unicode()],
+        default_value="",
+        help="Memory budget for this server and its kernels, in bytes or as '4G', '512MiB', "
+        "'1.5GB'. Empty: detect (cgroup v2 memory.max, cgroup v1 memory.limit_in_bytes, host "
+        "total). The effective budget is the smallest limit that applies.",
+    ).tag(config=True)
+    kernel_memory_limit = Union(
+        [Int(), Unicode()],
+        default_value="",
+        help="Limit for one kernel's process tree: bytes, a size like '2G', or a percentage of "
+        "the budget like '50%'. Empty: the budget applies to each kernel.",
+    ).tag(config=True)
+    poll_interval = Float(
+        2.0, help="Slowest sampling interval (seconds), used with plenty of headroom."
+    ).tag(config=True)
+    min_poll_interval = Float(
+        0.05, help="Fastest sampling interval (seconds), used near the limit."
+    ).tag(config=True)
+    history_length = Int(120, help="Samples kept per kernel for the history and sparkline.").tag(
+        config=True
+    )
+    growth_window = Float(10.0, help="Seconds of history used to compute the growth rate.").tag(
+        config=True
+    )
+    max_growth_rate = Union(
+        [Int(), Unicode()],
+        default_value="2GiB",
+        help="Fastest allocation rate (per second) the adaptive interval must keep up with.",
+    ).tag(config=True)
+
+    # --- the guard
+    guard_enabled = Bool(
+        True, help="Halt kernels that exceed their limit (False: only track)."
+    ).tag(config=True)
+    warn_fraction = Float(0.8, help="Fraction of the limit at which a memory_warning is sent.").tag(
+        config=True
+    )
+    halt_fraction = Float(0.9, help="Fraction of the limit at which a kernel is halted.").tag(
+        config=True
+    )
+    kill_fraction = Float(
+        0.95, help="Fraction of the limit at which a kernel is killed at once."
+    ).tag(config=True)
+    min_headroom = Union(
+        [Int(), Unicode()],
+        default_value="100MiB",
+        help="Free memory floor of the budget; below it the budget counts as exhausted.",
+    ).tag(config=True)
+    action = Unicode(
+        "interrupt", help="First halt step: 'interrupt' (then shutdown, then kill) or 'restart'."
+    ).tag(config=True)
+    interrupt_grace = Float(
+        2.0, help="Seconds after the interrupt before the kernel is shut down."
+    ).tag(config=True)
+    shutdown_grace = Float(3.0, help="Seconds after SIGTERM before SIGKILL.").tag(config=True)
+    idle_timeout = Float(
+        0.0, help="Cull kernels idle for this many seconds (0: never by age)."
+    ).tag(config=True)
+    cull_busy = Bool(False, help="Allow culling busy kernels.").tag(config=True)
+    cull_connected = Bool(True, help="Allow culling kernels with open connections.").tag(
+        config=True
+    )
+    cull_under_pressure = Bool(
+        True,
+        help="Under memory pressure, cull idle kernels (largest first) before halting a busy one.",
+    ).tag(config=True)
+    dry_run = Bool(False, help="Decide and report (events, log), but never signal a kernel.").tag(
+        config=True
+    )
+    protected_kernels = List(
+        Unicode(), default_value=[], help="Kernel ids or kernel spec names the guard never acts on."
+    ).tag(config=True)
+    oom_score_adj = Int(
+        500,
+        allow_none=True,
+        help="oom_score_adj given to each kernel so the OOM killer takes a kernel, not the "
+        "server. None: leave as is.",
+    ).tag(config=True)
+
+    # --- the journal and forensics
+    journal_path = Unicode(
+        "", help="SQLite journal file. Empty: <jupyter data dir>/memguard/journal.sqlite."
+    ).tag(config=True)
+    journal_max_rows = Int(10000, help="Terminations kept in the journal.").tag(config=True)
+    journal_max_days = Float(90.0, help="Days terminations are kept in the journal.").tag(
+        config=True
+    )
+    kmsg_path = Unicode("/dev/kmsg", help="Kernel log device read for OOM-killer lines.").tag(
+        config=True
+    )
+
+    resolved: MemGuardSettings | None = None
+
+    def raw_settings(self) -> dict[str, Any]:
+        names = [n for n, t in self.class_own_traits().items() if t.metadata.get("config")]
+        return {name: getattr(self, name) for name in names}
+
+    def _link_jupyter_server_extension(self, serverapp: Any) -> None:
+        try:
+            super()._link_jupyter_server_extension(serverapp)
+            self.resolved = resolve_settings(self.raw_settings())
+        except (TraitError, ConfigValueError) as error:
+            message = f"jupyter-memguard: invalid configuration: {error}"
+            serverapp.log.critical(message)
+            raise MemGuardConfigError(message) from None
+
+    def initialize_settings(self) -> None:
+        from .actions import ActionRunner
+        from .events import EventEmitter
+        from .metrics import MetricsUpdater
+        from .monitor import Monitor
+        from .terminations import TerminationWatcher
+
+        assert self.serverapp is not None and self.resolved is not None
+        settings = self.resolved
+        if not settings.journal_path:
+            settings = _with_journal_path(settings)
+            self.resolved = settings
+        self.events = EventEmitter(getattr(self.serverapp, "event_logger", None), self.log)
+        self.watcher = TerminationWatcher(settings, self.serverapp, self.events, self.log)
+        self.runner = ActionRunner(
+            self.serverapp.kernel_manager, self.watcher.journal, self.events, self.log
+        )
+        self.monitor = Monitor(
+            settings,
+            self.serverapp.kernel_manager,
+            self.serverapp.session_manager,
+            self.log,
+            self.runner,
+        )
+        self.watcher.attach(self.monitor, self.runner)
+        self.metrics = MetricsUpdater()
+        self.monitor.on_tick.append(self.metrics.on_tick)
+        self.watcher.on_recorded.append(self.metrics.count_termination)
+        self.settings["memguard"] = self
+        self.log.info(
+            "memguard: budget %s bytes from %s; guard %s%s",
+            self.monitor.budget.limit_bytes,
+            self.monitor.budget.limit_source,
+            "on" if settings.guard_enabled else "off",
+            " (dry run)" if settings.dry_run else "",
+        )
+
+    def initialize_handlers(self) -> None:
+        from .handlers import handlers
+
+        self.handlers.extend(handlers())
+
+    async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        await self.watcher.start()
+        await self.monitor.start()
+
+    async def stop_extension(self) -> None:
+        monitor = getattr(self, "monitor", None)
+        if monitor is not None:
+            await monitor.stop()
+            await self.watcher.stop()
+
+
+def _with_journal_path(settings: MemGuardSettings) -> MemGuardSettings:
+    from dataclasses import replace
+
+    return replace(settings, journal_path=str(default_journal_path()))
+
+
+def default_journal_path() -> Path:
+    """Where the journal lives unless c.MemGuard.journal_path says otherwise."""
+    return Path(jupyter_data_dir()) / "memguard" / "journal.sqlite"

@@ -1,0 +1,286 @@
+"""The memory budget: cgroup v2/v1 limits, usage and OOM counters, host total, configured limit.
+
+Everything here reads files only. ``root`` lets tests point the readers at a fake tree
+(``root/proc/self/cgroup``, ``root/proc/self/mountinfo``, ``root/sys/fs/cgroup/...``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .models import Budget
+
+# cgroup v1 reports "no limit" as a huge page-aligned number close to 2**63.
+_V1_UNLIMITED = 1 << 62
+
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "t": 1000**4,
+    "tb": 1000**4,
+    "ki": 1024,
+    "kib": 1024,
+    "mi": 1024**2,
+    "mib": 1024**2,
+    "gi": 1024**3,
+    "gib": 1024**3,
+    "ti": 1024**4,
+    "tib": 1024**4,
+}
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+
+
+def parse_size(value: int | float | str) -> int:
+    """Parse a byte count: an integer, or a string like "4G", "512MiB", "1.5 GB".
+
+    Single-letter units (K, M, G, T) are binary, as in Kubernetes-style "4G" limits people
+    expect to mean GiB; two-letter decimal units (KB, MB, GB, TB) are powers of 1000 and
+    the ``i`` forms (KiB, MiB, GiB) powers of 1024. Raises ValueError on anything else.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"not a size: {value!r}")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError(f"size must not be negative: {value!r}")
+        return int(value)
+    match = _SIZE_RE.match(str(value))
+    if not match:
+        raise ValueError(f"not a size: {value!r} (use bytes or a number with K, M, G, T, MiB, GB…)")
+    number, unit = float(match.group(1)), match.group(2).lower()
+    if unit in ("k", "m", "g", "t"):
+        unit += "i"
+    if unit not in _UNITS:
+        raise ValueError(f"unknown unit {match.group(2)!r} in {value!r}")
+    return int(number * _UNITS[unit])
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
+
+
+def _read_int(path: Path) -> int | None:
+    text = _read_text(path)
+    if text is None:
+        return None
+    text = text.strip()
+    if text == "max":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def parse_keyed(text: str | None) -> dict[str, int]:
+    """Parse "key value" lines (memory.events, memory.stat, oom_control, vmstat)."""
+    result: dict[str, int] = {}
+    for line in (text or "").splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            try:
+                result[parts[0]] = int(parts[1])
+            except ValueError:
+                continue
+    return result
+
+
+def parse_meminfo(text: str) -> dict[str, int]:
+    """Parse /proc/meminfo into bytes."""
+    result: dict[str, int] = {}
+    for line in text.splitlines():
+        name, _, rest = line.partition(":")
+        parts = rest.split()
+        if parts:
+            factor = 1024 if len(parts) > 1 and parts[1] == "kB" else 1
+            result[name.strip()] = int(parts[0]) * factor
+    return result
+
+
+@dataclass(frozen=True)
+class CgroupMount:
+    """A cgroup filesystem mount: its mount point, the hierarchy path it shows, its version."""
+
+    mount_point: str
+    root: str
+    version: int
+    controllers: frozenset[str]
+
+
+def parse_mountinfo(text: str) -> list[CgroupMount]:
+    """Find cgroup v1 and v2 mounts in /proc/self/mountinfo."""
+    mounts: list[CgroupMount] = []
+    for line in text.splitlines():
+        left, sep, right = line.partition(" - ")
+        if not sep:
+            continue
+        fields, rfields = left.split(), right.split()
+        if len(fields) < 5 or len(rfields) < 3:
+            continue
+        fstype = rfields[0]
+        if fstype == "cgroup2":
+            mounts.append(CgroupMount(fields[4], fields[3], 2, frozenset()))
+        elif fstype == "cgroup":
+            options = frozenset(rfields[2].split(","))
+            mounts.append(CgroupMount(fields[4], fields[3], 1, options))
+    return mounts
+
+
+def parse_proc_cgroup(text: str) -> tuple[str | None, str | None]:
+    """Return (v2 path, v1 memory path) from /proc/self/cgroup."""
+    v2_path = v1_memory = None
+    for line in text.splitlines():
+        parts = line.strip().split(":", 2)
+        if len(parts) != 3:
+            continue
+        hierarchy, controllers, path = parts
+        if hierarchy == "0" and controllers == "":
+            v2_path = path
+        elif "memory" in controllers.split(","):
+            v1_memory = path
+    return v2_path, v1_memory
+
+
+def _cgroup_dir(root: Path, mount: CgroupMount, path: str) -> Path:
+    """Map a hierarchy path from /proc/self/cgroup to a directory under the mount."""
+    relative = os.path.relpath(path, mount.root) if mount.root != "/" else path.lstrip("/")
+    if relative.startswith(".."):
+        relative = ""  # namespaced: we only see our own subtree, mounted at its root
+    candidate = root / mount.mount_point.lstrip("/") / relative
+    return candidate if candidate.is_dir() else root / mount.mount_point.lstrip("/")
+
+
+@dataclass(frozen=True)
+class CgroupReading:
+    """The tightest memory limit of a cgroup hierarchy and the figures that go with it."""
+
+    version: int
+    path: str
+    limit_bytes: int | None
+    usage_bytes: int | None
+    working_set_bytes: int | None
+    oom_kill_count: int | None
+
+
+def _ancestors(directory: Path, top: Path) -> list[Path]:
+    chain = [directory]
+    while directory != top and top in directory.parents:
+        directory = directory.parent
+        chain.append(directory)
+    return chain
+
+
+def read_cgroup_v2(directory: Path, top: Path) -> CgroupReading | None:
+    """Read a v2 cgroup: the smallest memory.max among it and its ancestors."""
+    if not (directory / "memory.current").exists():
+        return None
+    limit_dir, limit = directory, None
+    for level in _ancestors(directory, top):
+        value = _read_int(level / "memory.max")
+        if value is not None and (limit is None or value < limit):
+            limit, limit_dir = value, level
+    usage = _read_int(limit_dir / "memory.current")
+    stat = parse_keyed(_read_text(limit_dir / "memory.stat"))
+    working = None if usage is None else max(0, usage - stat.get("inactive_file", 0))
+    events = parse_keyed(_read_text(limit_dir / "memory.events"))
+    return CgroupReading(2, str(limit_dir), limit, usage, working, events.get("oom_kill"))
+
+
+def read_cgroup_v1(directory: Path, top: Path) -> CgroupReading | None:
+    """Read a v1 memory cgroup: the smallest limit_in_bytes among it and its ancestors."""
+    if not (directory / "memory.usage_in_bytes").exists():
+        return None
+    limit_dir, limit = directory, None
+    for level in _ancestors(directory, top):
+        value = _read_int(level / "memory.limit_in_bytes")
+        if value is not None and value < _V1_UNLIMITED and (limit is None or value < limit):
+            limit, limit_dir = value, level
+    usage = _read_int(limit_dir / "memory.usage_in_bytes")
+    stat = parse_keyed(_read_text(limit_dir / "memory.stat"))
+    inactive = stat.get("total_inactive_file", stat.get("inactive_file", 0))
+    working = None if usage is None else max(0, usage - inactive)
+    oom = parse_keyed(_read_text(limit_dir / "memory.oom_control"))
+    return CgroupReading(1, str(limit_dir), limit, usage, working, oom.get("oom_kill"))
+
+
+def find_cgroup(root: Path = Path("/")) -> CgroupReading | None:
+    """Locate this process's memory cgroup (v2 preferred, then v1) and read it."""
+    mountinfo = _read_text(root / "proc/self/mountinfo") or ""
+    proc_cgroup = _read_text(root / "proc/self/cgroup") or ""
+    v2_path, v1_path = parse_proc_cgroup(proc_cgroup)
+    readings: list[CgroupReading] = []
+    for mount in parse_mountinfo(mountinfo):
+        top = root / mount.mount_point.lstrip("/")
+        if mount.version == 2 and v2_path is not None:
+            reading = read_cgroup_v2(_cgroup_dir(root, mount, v2_path), top)
+        elif mount.version == 1 and "memory" in mount.controllers and v1_path is not None:
+            reading = read_cgroup_v1(_cgroup_dir(root, mount, v1_path), top)
+        else:
+            continue
+        if reading is not None:
+            readings.append(reading)
+    if not readings:
+        return None
+    limited = [r for r in readings if r.limit_bytes is not None]
+    if limited:
+        return min(limited, key=lambda r: r.limit_bytes or 0)
+    return readings[0]
+
+
+def read_system_oom_kills(root: Path = Path("/")) -> int | None:
+    """The machine-wide OOM kill counter from /proc/vmstat (kernel ≥ 4.13)."""
+    return parse_keyed(_read_text(root / "proc/vmstat")).get("oom_kill")
+
+
+def read_budget(
+    configured_limit: int | None = None,
+    tree_rss_bytes: int = 0,
+    root: Path = Path("/"),
+) -> Budget:
+    """Work out the effective memory budget: the smallest limit that applies.
+
+    Candidates: the configured limit (usage = ``tree_rss_bytes``, the RSS of this server and
+    its kernels), the cgroup limit (usage = working set: current minus inactive file cache),
+    and the host total (usage = MemTotal - MemAvailable).
+    """
+    meminfo = parse_meminfo(_read_text(root / "proc/meminfo") or "")
+    host_total = meminfo.get("MemTotal", 0)
+    host_used = host_total - meminfo.get("MemAvailable", meminfo.get("MemFree", 0))
+    cgroup = find_cgroup(root)
+    candidates: list[tuple[int, str, int, str]] = []
+    if host_total:
+        candidates.append((host_total, "host", host_used, "host_meminfo"))
+    if cgroup is not None and cgroup.limit_bytes is not None:
+        usage = cgroup.working_set_bytes or 0
+        source = "cgroup_v2" if cgroup.version == 2 else "cgroup_v1"
+        candidates.append((cgroup.limit_bytes, source, usage, f"{source}_working_set"))
+    if configured_limit:
+        candidates.append((configured_limit, "config", tree_rss_bytes, "server_tree_rss"))
+    if not candidates:
+        raise RuntimeError("no memory limit could be determined (no /proc/meminfo?)")
+    # On ties prefer the most specific source (config, then cgroup, then host).
+    specificity = {"config": 0, "cgroup_v2": 1, "cgroup_v1": 1, "host": 2}
+    limit, source, usage, usage_source = min(candidates, key=lambda c: (c[0], specificity[c[1]]))
+    return Budget(
+        limit_bytes=limit,
+        limit_source=source,  # type: ignore[arg-type]
+        usage_bytes=usage,
+        usage_source=usage_source,
+        host_total_bytes=host_total,
+        cgroup_version=cgroup.version if cgroup else None,
+        cgroup_path=cgroup.path if cgroup else None,
+        oom_kill_count=cgroup.oom_kill_count if cgroup else None,
+        system_oom_kill_count=read_system_oom_kills(root),
+        candidates={c[1]: c[0] for c in candidates},
+    )

@@ -1,0 +1,62 @@
+"""Prometheus gauges and counters, served on jupyter_server's /metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import Counter, Gauge
+
+# Created once per process: a second server in the same process shares them.
+KERNEL_RSS = Gauge(
+    "memguard_kernel_rss_bytes", "RSS of a kernel's process tree", ["kernel_id", "kernel_name"]
+)
+KERNEL_PEAK = Gauge(
+    "memguard_kernel_peak_bytes",
+    "Peak RSS of a kernel's process tree",
+    ["kernel_id", "kernel_name"],
+)
+KERNEL_LIMIT = Gauge("memguard_kernel_limit_bytes", "Memory limit that applies to one kernel")
+BUDGET_LIMIT = Gauge("memguard_budget_limit_bytes", "Effective memory budget", ["source"])
+BUDGET_USAGE = Gauge("memguard_budget_usage_bytes", "Usage counted against the budget")
+KERNELS = Gauge("memguard_kernels", "Kernels tracked by memguard")
+SAMPLE_SECONDS = Gauge("memguard_sample_seconds", "Duration of the last sampling pass")
+TERMINATIONS = Counter(
+    "memguard_kernel_terminations", "Kernel terminations by verdict", ["verdict"]
+)
+
+
+class MetricsUpdater:
+    """Copies the monitor's figures into the Prometheus metrics after each tick."""
+
+    def __init__(self) -> None:
+        self._labels: set[tuple[str, str]] = set()
+
+    def on_tick(self, monitor: Any) -> None:
+        current: set[tuple[str, str]] = set()
+        for kernel_id, tracked in monitor.kernels.items():
+            if tracked.memory is None:
+                continue
+            labels = (kernel_id, tracked.name)
+            current.add(labels)
+            KERNEL_RSS.labels(*labels).set(tracked.memory.rss_bytes)
+            KERNEL_PEAK.labels(*labels).set(
+                max(tracked.memory.peak_bytes, tracked.history.peak_bytes)
+            )
+        for labels in self._labels - current:
+            for gauge in (KERNEL_RSS, KERNEL_PEAK):
+                try:
+                    gauge.remove(*labels)
+                except KeyError:
+                    pass
+        self._labels = current
+        budget = monitor.budget
+        BUDGET_LIMIT.clear()
+        BUDGET_LIMIT.labels(budget.limit_source).set(budget.limit_bytes)
+        BUDGET_USAGE.set(budget.usage_bytes)
+        KERNEL_LIMIT.set(monitor.kernel_limit()[0])
+        KERNELS.set(len(monitor.kernels))
+        SAMPLE_SECONDS.set(monitor.last_sample_cost_s)
+
+    @staticmethod
+    def count_termination(verdict: str) -> None:
+        TERMINATIONS.labels(verdict).inc()

@@ -1,0 +1,149 @@
+"""Budget detection on fake cgroup v1/v2 trees and on this machine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from jupyter_memguard.limits import find_cgroup, parse_size, read_budget
+
+GiB = 1024**3
+MEMINFO = "MemTotal:       16000000 kB\nMemFree:         1000000 kB\nMemAvailable:   12000000 kB\n"
+
+
+def write(root: Path, relative: str, text: str) -> None:
+    path = root / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def fake_v2(root: Path, limit: str, parent_limit: str = "max") -> None:
+    write(root, "proc/meminfo", MEMINFO)
+    write(root, "proc/vmstat", "nr_free_pages 100\noom_kill 7\n")
+    write(root, "proc/self/cgroup", "0::/user.slice/jupyter\n")
+    write(
+        root, "proc/self/mountinfo", "30 23 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw\n"
+    )
+    base = "sys/fs/cgroup/user.slice"
+    write(root, f"{base}/memory.max", parent_limit + "\n")
+    write(root, f"{base}/memory.current", str(3 * GiB))
+    write(root, f"{base}/memory.events", "low 0\nhigh 0\nmax 4\noom 2\noom_kill 2\n")
+    write(root, f"{base}/memory.stat", "anon 100\ninactive_file 0\n")
+    write(root, f"{base}/jupyter/memory.max", limit + "\n")
+    write(root, f"{base}/jupyter/memory.current", str(GiB))
+    write(root, f"{base}/jupyter/memory.events", "low 0\nhigh 0\nmax 0\noom 1\noom_kill 1\n")
+    write(root, f"{base}/jupyter/memory.stat", "anon 100\ninactive_file 104857600\n")
+
+
+def fake_v1(root: Path, limit: int) -> None:
+    write(root, "proc/meminfo", MEMINFO)
+    write(root, "proc/self/cgroup", "12:cpu,cpuacct:/docker/abc\n4:memory:/docker/abc\n0::/\n")
+    write(
+        root,
+        "proc/self/mountinfo",
+        "35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n"
+        "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n",
+    )
+    base = "sys/fs/cgroup/memory"
+    write(root, f"{base}/memory.limit_in_bytes", "9223372036854771712\n")
+    write(root, f"{base}/memory.usage_in_bytes", str(5 * GiB))
+    write(root, f"{base}/docker/abc/memory.limit_in_bytes", f"{limit}\n")
+    write(root, f"{base}/docker/abc/memory.usage_in_bytes", str(GiB))
+    write(root, f"{base}/docker/abc/memory.stat", "cache 10\ntotal_inactive_file 52428800\n")
+    write(
+        root,
+        f"{base}/docker/abc/memory.oom_control",
+        "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n",
+    )
+    (root / "sys/fs/cgroup/unified").mkdir(parents=True, exist_ok=True)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (1234, 1234),
+        ("1234", 1234),
+        ("4G", 4 * GiB),
+        ("4GiB", 4 * GiB),
+        ("4GB", 4 * 10**9),
+        ("512MiB", 512 * 1024**2),
+        ("1.5 GB", 1_500_000_000),
+        ("100k", 102400),
+    ],
+)
+def test_parse_size(text, expected):
+    assert parse_size(text) == expected
+
+
+@pytest.mark.parametrize("bad", ["", "4X", "four gigs", "-1G", -5, "1.2.3G", True])
+def test_parse_size_refuses(bad):
+    with pytest.raises(ValueError):
+        parse_size(bad)
+
+
+def test_cgroup_v2_limit_and_counters(tmp_path):
+    fake_v2(tmp_path, str(2 * GiB))
+    budget = read_budget(root=tmp_path)
+    assert budget.limit_bytes == 2 * GiB and budget.limit_source == "cgroup_v2"
+    assert budget.usage_bytes == GiB - 100 * 1024**2  # working set: current - inactive_file
+    assert budget.oom_kill_count == 1 and budget.system_oom_kill_count == 7
+    assert budget.cgroup_version == 2
+    assert budget.candidates == {"host": 16_000_000 * 1024, "cgroup_v2": 2 * GiB}
+
+
+def test_cgroup_v2_parent_limit_applies(tmp_path):
+    fake_v2(tmp_path, "max", parent_limit=str(3 * GiB))
+    reading = find_cgroup(tmp_path)
+    assert reading is not None and reading.limit_bytes == 3 * GiB
+    assert reading.path.endswith("user.slice")
+    assert reading.oom_kill_count == 2
+
+
+def test_cgroup_v1_limit_and_counters(tmp_path):
+    fake_v1(tmp_path, 1536 * 1024**2)
+    budget = read_budget(root=tmp_path)
+    assert budget.limit_source == "cgroup_v1" and budget.limit_bytes == 1536 * 1024**2
+    assert budget.usage_bytes == GiB - 50 * 1024**2
+    assert budget.oom_kill_count == 3 and budget.cgroup_version == 1
+
+
+def test_cgroup_v1_unlimited_falls_back_to_host(tmp_path):
+    fake_v1(tmp_path, 9223372036854771712)
+    budget = read_budget(root=tmp_path)
+    assert budget.limit_source == "host" and budget.limit_bytes == 16_000_000 * 1024
+    assert budget.usage_bytes == (16_000_000 - 12_000_000) * 1024
+    assert budget.oom_kill_count == 3  # the counter is still read
+
+
+def test_configured_limit_wins_when_smallest(tmp_path):
+    fake_v2(tmp_path, str(2 * GiB))
+    budget = read_budget(configured_limit=GiB, tree_rss_bytes=300, root=tmp_path)
+    assert (budget.limit_bytes, budget.limit_source, budget.usage_bytes) == (GiB, "config", 300)
+    larger = read_budget(configured_limit=8 * GiB, root=tmp_path)
+    assert larger.limit_source == "cgroup_v2"
+
+
+def test_namespaced_cgroup_path(tmp_path):
+    # Inside a container the mount root is our own cgroup and /proc/self/cgroup says "/".
+    fake_v2(tmp_path, str(2 * GiB))
+    (tmp_path / "proc/self/cgroup").write_text("0::/\n")
+    mount = "30 23 0:26 /user.slice/jupyter /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n"
+    (tmp_path / "proc/self/mountinfo").write_text(mount)
+    # The mount now shows the jupyter cgroup at its root.
+    for name in ("memory.max", "memory.current", "memory.events", "memory.stat"):
+        (tmp_path / "sys/fs/cgroup" / name).write_text(
+            (tmp_path / "sys/fs/cgroup/user.slice/jupyter" / name).read_text()
+        )
+    budget = read_budget(root=tmp_path)
+    assert budget.limit_bytes == 2 * GiB and budget.limit_source == "cgroup_v2"
+
+
+def test_real_machine_budget():
+    budget = read_budget()
+    meminfo = Path("/proc/meminfo").read_text()
+    total_kb = int(meminfo.split("MemTotal:")[1].split()[0])
+    assert budget.host_total_bytes == total_kb * 1024
+    assert 0 < budget.limit_bytes <= budget.host_total_bytes
+    assert 0 < budget.usage_bytes < budget.limit_bytes
+    assert budget.limit_source in ("cgroup_v2", "cgroup_v1", "host")

@@ -1,0 +1,94 @@
+"""Configuration validation: bad values name the setting; a bad config stops the server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jupyter_memguard.app import MemGuard
+from jupyter_memguard.settings import ConfigValueError, resolve_settings
+
+
+def defaults(**changes):
+    raw = {name: trait.default() for name, trait in MemGuard.class_own_traits(config=True).items()}
+    raw.update(changes)
+    return raw
+
+
+def test_defaults_resolve():
+    settings = resolve_settings(defaults())
+    assert settings.memory_limit_bytes is None
+    assert settings.kernel_memory_limit.resolve(1000) is None
+    assert (settings.warn_fraction, settings.halt_fraction, settings.kill_fraction) == (
+        0.8,
+        0.9,
+        0.95,
+    )
+    assert settings.min_headroom_bytes == 100 * 1024**2
+    assert settings.max_growth_rate_bytes == 2 * 1024**3
+
+
+def test_sizes_and_percentages():
+    settings = resolve_settings(defaults(memory_limit="4G", kernel_memory_limit="25%"))
+    assert settings.memory_limit_bytes == 4 * 1024**3
+    assert settings.kernel_memory_limit.resolve(4000) == 1000
+    absolute = resolve_settings(defaults(kernel_memory_limit=300 * 1024**2))
+    assert absolute.kernel_memory_limit.resolve(10**12) == 300 * 1024**2
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("memory_limit", "4X"),
+        ("memory_limit", "lots"),
+        ("kernel_memory_limit", "150%"),
+        ("kernel_memory_limit", "abc%"),
+        ("poll_interval", -1.0),
+        ("min_poll_interval", 50.0),
+        ("warn_fraction", 1.5),
+        ("halt_fraction", 0.5),
+        ("kill_fraction", 0.85),
+        ("action", "explode"),
+        ("interrupt_grace", -2.0),
+        ("oom_score_adj", 2000),
+        ("max_growth_rate", "0"),
+        ("journal_max_rows", 0),
+    ],
+)
+def test_bad_values_name_the_setting(name, value):
+    with pytest.raises(ConfigValueError) as info:
+        resolve_settings(defaults(**{name: value}))
+    assert f"c.MemGuard.{name}" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("argument", "name"),
+    [
+        ("--MemGuard.poll_interval=-1", "poll_interval"),
+        ("--MemGuard.memory_limit=4X", "memory_limit"),
+        ("--MemGuard.poll_interval=fast", "poll_interval"),
+    ],
+)
+def test_server_refuses_to_start_with_bad_config(tmp_path, argument, name):
+    command = [
+        sys.executable,
+        "-m",
+        "jupyter_server",
+        "--ServerApp.allow_root=True",
+        "--ServerApp.jpserver_extensions={'jupyter_memguard': True}",
+        f"--ServerApp.root_dir={tmp_path}",
+        "--no-browser",
+        "--port=0",
+        argument,
+    ]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env
+    )
+    assert result.returncode != 0
+    assert name in result.stderr
+    assert "invalid configuration" in result.stderr
