@@ -171,10 +171,21 @@ class ActionRunner:
         elif action.kind == "shutdown":
             kernel.stop_restarter()
             signal_kernel(kernel, pids, signal.SIGTERM)
+            self._spawn(self._finish(kid, pids, monitor.settings.shutdown_grace))
         elif action.kind == "kill":
             kernel.stop_restarter()
             signal_kernel(kernel, pids, signal.SIGKILL)
             self._spawn(self._shutdown(kid, now=True))
+
+    async def _finish(self, kernel_id: str, pids: tuple[int, ...], grace: float) -> None:
+        """After SIGTERM: SIGKILL what is left once the grace is over, then remove the kernel."""
+        await asyncio.sleep(grace)
+        try:
+            kernel = self.km.get_kernel(kernel_id)
+        except KeyError:
+            return  # already removed (the policy's kill step came first)
+        signal_kernel(kernel, pids, signal.SIGKILL)
+        await self._shutdown(kernel_id, now=True)
 
     async def _shutdown(self, kernel_id: str, now: bool) -> None:
         """Remove a kernel through the kernel manager (it cleans up ports and sessions)."""

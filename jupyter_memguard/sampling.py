@@ -50,12 +50,13 @@ def process_tree(pid: int, ppid_map: Mapping[int, list[int]]) -> tuple[int, ...]
 
 
 def read_rss(pid: int, proc: Path = Path("/proc")) -> int | None:
-    """Resident set size of one process in bytes, or None if it is gone."""
+    """Resident set size of one process in bytes, or None if it is gone (or a zombie)."""
     try:
         with open(f"{proc}/{pid}/statm", "rb") as handle:
-            return int(handle.read().split()[1]) * PAGE_SIZE
+            pages = int(handle.read().split()[1])
     except (OSError, IndexError, ValueError):
         return None
+    return pages * PAGE_SIZE if pages else None  # a zombie has no pages: it has ended
 
 
 def read_peak(pid: int, proc: Path = Path("/proc")) -> int | None:
