@@ -122,6 +122,9 @@ class TerminationWatcher:
     async def stop(self) -> None:
         """The server is stopping: record its kernels as ended by the server shutdown."""
         self.stopping = True
+        for kernel_id in list(self.km.list_kernel_ids()):
+            if kernel_id not in self.last_seen:  # started or restarted since the last tick
+                self.last_seen[kernel_id] = self._unsampled(kernel_id)
         for seen in list(self.last_seen.values()):
             facts = self._facts(seen, returncode=None, server_shutdown=True)
             await self._record(seen, classify(facts))
@@ -129,6 +132,19 @@ class TerminationWatcher:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.to_thread(self.journal.close)
+
+    def _unsampled(self, kernel_id: str) -> LastSeen:
+        """What is known of a kernel that no tick has sampled yet."""
+        from .monitor import kernel_pid
+
+        try:
+            kernel = self.km.get_kernel(kernel_id)
+        except KeyError:
+            kernel = None
+        name = getattr(kernel, "kernel_name", "") or ""
+        pid = kernel_pid(kernel) if kernel is not None else None
+        path = self.monitor.paths.get(kernel_id) if self.monitor else None
+        return LastSeen(kernel_id, name, pid, (), path, time.time(), None, None)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

@@ -1,0 +1,139 @@
+"""A jupyter_server with memguard in a subprocess (for restarts, the CLI, cgroups, benchmarks)."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServerProcess:
+    """`python -m jupyter_server` with memguard on, its own root dir, token and port."""
+
+    def __init__(
+        self, *settings: str, root: Path | None = None, journal: Path | None = None
+    ) -> None:
+        self.port, self.token = free_port(), secrets.token_hex(16)
+        self.root = Path(root or tempfile.mkdtemp(prefix="memguard-server-"))
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.journal = journal or self.root / "journal.sqlite"
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.command = [
+            sys.executable,
+            "-m",
+            "jupyter_server",
+            "--no-browser",
+            "--ServerApp.allow_root=True",
+            f"--port={self.port}",
+            f"--IdentityProvider.token={self.token}",
+            f"--ServerApp.root_dir={self.root}",
+            "--ServerApp.jpserver_extensions={'jupyter_memguard': True}",
+            f"--MemGuard.journal_path={self.journal}",
+            *settings,
+        ]
+        self.log_path = self.root / f"server-{self.port}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60) -> ServerProcess:
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        with open(self.log_path, "w") as log:
+            self.process = subprocess.Popen(
+                self.command, stdout=log, stderr=subprocess.STDOUT, cwd=self.root, env=env
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited:\n{self.log()[-3000:]}")
+            try:
+                self.get("api/memguard/status")
+                return self
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.2)
+        raise RuntimeError(f"server did not start:\n{self.log()[-3000:]}")
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def request(self, path: str, method: str = "GET", body: Any = None, timeout: float = 60) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(
+            self.url + path,
+            data=data,
+            method=method,
+            headers={"Authorization": f"token {self.token}"},
+        )
+        with urllib.request.urlopen(req, timeout=timeout) as response:
+            text = response.read()
+        return json.loads(text) if text else None
+
+    def get(self, path: str) -> Any:
+        return self.request(path)
+
+    def start_kernel(self, path: str | None = None) -> str:
+        if path:
+            session = self.request(
+                "api/sessions",
+                "POST",
+                {"path": path, "type": "notebook", "kernel": {"name": "python3"}},
+            )
+            return session["kernel"]["id"]
+        return self.request("api/kernels", "POST", {"name": "python3"})["id"]
+
+    def wait_idle(self, count: int, timeout: float = 120) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        kernels: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            kernels = self.get("api/memguard/kernels")["kernels"]
+            # Without a client on its channels, jupyter_server leaves a kernel "starting".
+            ready = [
+                k
+                for k in kernels
+                if k["execution_state"] in ("idle", "starting")
+                and k["memory"]
+                and k["memory"]["rss_bytes"] > 40 * 2**20
+            ]
+            if len(ready) >= count:
+                return kernels
+            time.sleep(0.5)
+        raise RuntimeError(f"kernels not ready: {kernels}")
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,352 @@
+"""The guard policy, exhaustively, without processes: thresholds, escalation, victims, culling."""
+
+from __future__ import annotations
+
+import pytest
+
+from jupyter_memguard.models import KernelView, Snapshot
+from jupyter_memguard.policy import (
+    PolicySettings,
+    PolicyState,
+    decide,
+    level,
+    next_interval,
+)
+
+MB = 1_000_000
+LIMIT = 1000 * MB  # per-kernel limit in most tests: warn 800, halt 900, kill 950
+BIG_BUDGET = 100_000 * MB
+
+
+def settings(**changes) -> PolicySettings:
+    base = {"kernel_memory_limit_bytes": LIMIT, "interrupt_grace_s": 2.0, "shutdown_grace_s": 3.0}
+    base.update(changes)
+    return PolicySettings(**base)
+
+
+def kernel(kid: str = "k", rss: int | None = 100 * MB, **kw) -> KernelView:
+    return KernelView(kernel_id=kid, rss_bytes=rss, **kw)
+
+
+def snap(
+    now: float, *kernels: KernelView, budget: int = BIG_BUDGET, usage: int | None = None
+) -> Snapshot:
+    used = usage if usage is not None else sum(k.rss_bytes or 0 for k in kernels)
+    return Snapshot(now=now, budget_limit_bytes=budget, budget_usage_bytes=used, kernels=kernels)
+
+
+def run(steps, config: PolicySettings, state: PolicyState | None = None):
+    """Feed (time, kernels...) steps; return the actions of each step and the final state."""
+    state = state or PolicyState()
+    out = []
+    for now, *kernels in steps:
+        actions, state = decide(snap(now, *kernels), config, state)
+        out.append([(a.kind, a.kernel_id) for a in actions])
+    return out, state
+
+
+@pytest.mark.parametrize(
+    ("rss", "expected"),
+    [
+        (799 * MB, []),
+        (800 * MB, [("warn", "k")]),
+        (899 * MB, [("warn", "k")]),
+        (900 * MB, [("warn", "k"), ("interrupt", "k")]),
+        (949 * MB, [("warn", "k"), ("interrupt", "k")]),
+        (950 * MB, [("warn", "k"), ("kill", "k")]),
+        (2000 * MB, [("warn", "k"), ("kill", "k")]),
+    ],
+)
+def test_thresholds(rss, expected):
+    out, _ = run([(0, kernel(rss=rss))], settings())
+    assert out[0] == expected
+
+
+def test_escalation_interrupt_shutdown_kill_over_time():
+    over = kernel(rss=920 * MB)
+    out, state = run(
+        [(0, over), (1.0, over), (2.0, over), (3.0, over), (4.9, over), (5.0, over), (6.0, over)],
+        settings(),
+    )
+    assert out == [
+        [("warn", "k"), ("interrupt", "k")],
+        [],  # within the interrupt grace
+        [("shutdown", "k")],  # still over halt 2 s after the interrupt
+        [],
+        [],  # within the shutdown grace
+        [("kill", "k")],  # 3 s after SIGTERM
+        [],  # each step once
+    ]
+    assert state.kernels["k"].stage == "killed"
+
+
+def test_interrupt_that_works_resets_the_escalation():
+    out, state = run(
+        [
+            (0, kernel(rss=920 * MB)),
+            (1, kernel(rss=300 * MB)),
+            (5, kernel(rss=300 * MB)),
+            (6, kernel(rss=920 * MB)),
+        ],
+        settings(),
+    )
+    assert out[1] == [] and out[2] == []
+    # A new crossing starts over (warn re-armed because it fell under warn).
+    assert out[3] == [("warn", "k"), ("interrupt", "k")]
+    assert state.kernels["k"].stage == "interrupted"
+
+
+def test_restart_action():
+    out, _ = run(
+        [(0, kernel(rss=920 * MB)), (3, kernel(rss=920 * MB))], settings(action="restart")
+    )
+    assert out[0] == [("warn", "k"), ("restart", "k")]
+    assert out[1] == [("shutdown", "k")]
+
+
+def test_kill_fraction_skips_the_graces_at_any_stage():
+    out, _ = run([(0, kernel(rss=920 * MB)), (0.5, kernel(rss=960 * MB))], settings())
+    assert out[1] == [("kill", "k")]
+
+
+def test_warn_once_per_crossing_and_rearm():
+    steps = [(t, kernel(rss=r * MB)) for t, r in [(0, 810), (1, 850), (2, 700), (3, 820), (4, 830)]]
+    out, _ = run(steps, settings())
+    assert [a for a in out] == [[("warn", "k")], [], [], [("warn", "k")], []]
+
+
+def test_warn_action_carries_figures_and_reason():
+    actions, _ = decide(snap(0, kernel(rss=850 * MB)), settings(), PolicyState())
+    (warn,) = actions
+    assert warn.usage_bytes == 850 * MB and warn.limit_bytes == LIMIT
+    assert warn.trigger == "kernel_limit"
+    assert "850.0 MB" in warn.reason and "1.0 GB" in warn.reason
+
+
+def test_protected_and_unmeasured_kernels_are_never_acted_on():
+    out, _ = run(
+        [
+            (0, kernel("p", rss=990 * MB, protected=True), kernel("u", rss=None)),
+            (10, kernel("p", rss=990 * MB, protected=True), kernel("u", rss=None)),
+        ],
+        settings(),
+    )
+    assert out == [[], []]
+
+
+def test_budget_limit_applies_per_kernel_without_a_kernel_limit():
+    config = settings(kernel_memory_limit_bytes=None)
+    actions, _ = decide(
+        snap(0, kernel(rss=920 * MB), budget=LIMIT, usage=300 * MB), config, PolicyState()
+    )
+    assert ("interrupt", "k") in [(a.kind, a.kernel_id) for a in actions]
+
+
+def test_budget_victim_is_the_largest_then_fastest():
+    config = settings(kernel_memory_limit_bytes=None, cull_under_pressure=False)
+    kernels = (
+        kernel("a", rss=300 * MB, growth_bytes_per_s=1, execution_state="busy"),
+        kernel("b", rss=400 * MB, growth_bytes_per_s=1, execution_state="busy"),
+        kernel("c", rss=400 * MB, growth_bytes_per_s=50 * MB, execution_state="busy"),
+    )
+    actions, state = decide(
+        snap(0, *kernels, budget=1200 * MB, usage=1100 * MB), config, PolicyState()
+    )
+    halts = [(a.kind, a.kernel_id, a.trigger) for a in actions if a.kind != "warn"]
+    assert halts == [("interrupt", "c", "budget")]
+    assert state.budget_victim == "c"
+    # Only one victim at a time, and the escalation continues on it.
+    actions, state = decide(snap(2.5, *kernels, budget=1200 * MB, usage=1100 * MB), config, state)
+    assert [(a.kind, a.kernel_id) for a in actions if a.kind != "warn"] == [("shutdown", "c")]
+
+
+def test_budget_victim_released_when_pressure_ends():
+    config = settings(kernel_memory_limit_bytes=None, cull_under_pressure=False)
+    busy = kernel("a", rss=500 * MB, execution_state="busy")
+    _, state = decide(snap(0, busy, budget=1000 * MB, usage=950 * MB - 1), config, PolicyState())
+    assert state.budget_victim == "a"
+    actions, state = decide(snap(1, busy, budget=1000 * MB, usage=600 * MB), config, state)
+    assert state.budget_victim is None and not [a for a in actions if a.kind != "warn"]
+
+
+def test_budget_kill_fraction_kills_the_victim_at_once():
+    config = settings(kernel_memory_limit_bytes=None, cull_under_pressure=False)
+    actions, _ = decide(
+        snap(
+            0, kernel("a", rss=500 * MB, execution_state="busy"), budget=1000 * MB, usage=960 * MB
+        ),
+        config,
+        PolicyState(),
+    )
+    assert ("kill", "a") in [(a.kind, a.kernel_id) for a in actions]
+
+
+def test_headroom_floor_counts_as_exhausted():
+    config = settings(
+        kernel_memory_limit_bytes=None, cull_under_pressure=False, min_headroom_bytes=200 * MB
+    )
+    actions, _ = decide(
+        snap(
+            0, kernel("a", rss=100 * MB, execution_state="busy"), budget=1000 * MB, usage=850 * MB
+        ),
+        config,
+        PolicyState(),
+    )
+    assert [(a.kind, a.trigger) for a in actions] == [("interrupt", "budget")]
+
+
+def test_protected_kernel_is_never_the_budget_victim():
+    config = settings(kernel_memory_limit_bytes=None, cull_under_pressure=False)
+    kernels = (
+        kernel("big", rss=700 * MB, protected=True),
+        kernel("small", rss=100 * MB, execution_state="busy"),
+    )
+    actions, state = decide(
+        snap(0, *kernels, budget=1000 * MB, usage=920 * MB), config, PolicyState()
+    )
+    assert state.budget_victim == "small"
+    assert all(a.kernel_id != "big" for a in actions)
+
+
+def test_pressure_culls_idle_kernels_largest_first_before_halting_busy_ones():
+    config = settings(kernel_memory_limit_bytes=None)
+    kernels = (
+        kernel("idle-small", rss=100 * MB),
+        kernel("idle-big", rss=300 * MB),
+        kernel("busy", rss=400 * MB, execution_state="busy"),
+    )
+    # 850 of 1000: over warn (800); culling idle-big brings it to 550: enough.
+    actions, state = decide(
+        snap(0, *kernels, budget=1000 * MB, usage=850 * MB), config, PolicyState()
+    )
+    assert [(a.kind, a.kernel_id, a.trigger) for a in actions] == [
+        ("cull", "idle-big", "idle_pressure")
+    ]
+    assert state.budget_victim is None
+    # Next tick, the culled kernel is still there (shutting down): no second cull, no halt.
+    actions, state = decide(snap(0.5, *kernels, budget=1000 * MB, usage=850 * MB), config, state)
+    assert actions == []
+
+
+def test_pressure_culls_only_as_many_as_needed_then_halts():
+    config = settings(kernel_memory_limit_bytes=None)
+    kernels = (
+        kernel("i1", rss=50 * MB),
+        kernel("i2", rss=40 * MB),
+        kernel("busy", rss=800 * MB, execution_state="busy"),
+    )
+    actions, state = decide(
+        snap(0, *kernels, budget=1000 * MB, usage=990 * MB), config, PolicyState()
+    )
+    kinds = [(a.kind, a.kernel_id) for a in actions if a.kind != "warn"]
+    # Both idle kernels are culled (not enough), then the busy one is killed (990 ≥ kill 950 - 90).
+    assert kinds[:2] == [("cull", "i1"), ("cull", "i2")]
+    assert "busy" in [k for _, k in kinds[2:]]
+    assert state.budget_victim == "busy"
+
+
+def test_cull_busy_and_cull_connected_are_respected():
+    for config, expected in [
+        (settings(kernel_memory_limit_bytes=None, idle_timeout_s=10), {"c"}),
+        (settings(kernel_memory_limit_bytes=None, idle_timeout_s=10, cull_connected=False), set()),
+        (settings(kernel_memory_limit_bytes=None, idle_timeout_s=10, cull_busy=True), {"b", "c"}),
+    ]:
+        old = (
+            KernelView("c", 300 * MB, idle_seconds=20, connections=2),
+            KernelView("b", 300 * MB, idle_seconds=20, execution_state="busy"),
+        )
+        actions, _ = decide(snap(0, *old), config, PolicyState())
+        assert {a.kernel_id for a in actions if a.kind == "cull"} == expected
+
+
+def test_idle_timeout_culls_once():
+    config = settings(idle_timeout_s=60)
+    young = KernelView("y", 100 * MB, idle_seconds=59)
+    old = KernelView("o", 100 * MB, idle_seconds=61)
+    out, _ = run([(0, young, old), (1, young, old)], config)
+    assert out == [[("cull", "o")], []]
+    assert [a.trigger for a in decide(snap(0, young, old), config, PolicyState())[0]] == ["idle"]
+
+
+def test_no_idle_culling_by_default():
+    out, _ = run([(0, KernelView("o", 100 * MB, idle_seconds=10**6))], settings())
+    assert out == [[]]
+
+
+def test_dry_run_reports_the_same_actions_and_advances():
+    config = settings(dry_run=True)
+    over = kernel(rss=920 * MB)
+    out, _ = run([(0, over), (1, over), (2.5, over)], config)
+    assert out == [[("warn", "k"), ("interrupt", "k")], [], [("shutdown", "k")]]
+
+
+def test_state_forgets_kernels_that_are_gone():
+    _, state = run([(0, kernel("a", rss=920 * MB), kernel("b"))], settings())
+    assert set(state.kernels) == {"a", "b"}
+    _, state = decide(snap(1, kernel("b")), settings(), state)
+    assert set(state.kernels) == {"b"}
+
+
+def test_decide_does_not_change_its_input_state():
+    _, first = run([(0, kernel(rss=920 * MB))], settings())
+    before = dict(first.kernels)
+    decide(snap(5, kernel(rss=920 * MB)), settings(), first)
+    assert dict(first.kernels) == before
+
+
+def test_level():
+    config = settings()
+    assert level(None, LIMIT, config) == "ok"
+    assert level(799 * MB, LIMIT, config) == "ok"
+    assert level(800 * MB, LIMIT, config) == "warning"
+    assert level(900 * MB, LIMIT, config) == "critical"
+    assert level(5, 0, config) == "ok"
+
+
+def test_next_interval_bounds():
+    config = settings(min_interval_s=0.05, max_interval_s=2.0)
+    roomy = settings(kernel_memory_limit_bytes=16 * 10**9, min_interval_s=0.05, max_interval_s=2.0)
+    assert next_interval(snap(0, kernel(rss=10 * MB)), roomy) == 2.0
+    # A small limit is close in absolute terms: 940 MB at 2 GiB/s is 0.44 s away.
+    assert next_interval(snap(0, kernel(rss=10 * MB)), config) == pytest.approx(940 * MB / 2**31)
+    assert next_interval(snap(0, kernel(rss=949 * MB)), config) == 0.05
+    assert next_interval(snap(0, kernel(rss=2000 * MB)), config) == 0.05
+    middle = next_interval(snap(0, kernel(rss=(950 - 1000) * MB + 950 * MB)), config)
+    assert 0.05 <= middle <= 2.0
+
+
+@pytest.mark.parametrize("limit_gib", [2, 4, 16])
+def test_next_interval_keeps_up_with_2_gb_per_second(limit_gib):
+    limit = limit_gib * 2**30
+    config = PolicySettings(kernel_memory_limit_bytes=limit)
+    rate = 2 * 2**30
+    for fraction in (0.1, 0.5, 0.8, 0.85, 0.89, 0.899):
+        rss = int(limit * fraction)
+        interval = next_interval(snap(0, kernel(rss=rss), budget=64 * 2**30, usage=rss), config)
+        # A 2 GB/s allocator just under halt cannot pass the kill line before the next tick.
+        assert rss + interval * rate <= config.kill_fraction * limit + 1024
+    # With a 2 GiB limit the 5 % halt→kill gap is covered at the 50 ms floor.
+    just_under = int(2 * 2**30 * 0.9) - 1
+    gap = 0.05 * 2 * 2**30
+    interval = next_interval(
+        snap(0, kernel(rss=just_under)), PolicySettings(kernel_memory_limit_bytes=2 * 2**30)
+    )
+    assert interval * rate <= gap + 1024
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"warn_fraction": 0.95}, "warn_fraction"),
+        ({"kill_fraction": 1.5}, "kill_fraction"),
+        ({"interrupt_grace_s": -1}, "interrupt_grace_s"),
+        ({"action": "nuke"}, "action"),
+        ({"min_interval_s": 5, "max_interval_s": 1}, "min_interval_s"),
+        ({"max_growth_bytes_per_s": 0}, "max_growth_bytes_per_s"),
+        ({"kernel_memory_limit_bytes": 0}, "kernel_memory_limit_bytes"),
+    ],
+)
+def test_settings_validation_names_the_field(changes, field):
+    with pytest.raises(ValueError, match=field):
+        PolicySettings(**changes).validate()
+    PolicySettings().validate()
