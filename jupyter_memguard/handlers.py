@@ -57,7 +57,9 @@ class MemGuardHandler(APIHandler):
         monitor = self.memguard.monitor
         if detail or any(k not in monitor.kernels for k in self.kernel_manager.list_kernel_ids()):
             await monitor.sample(detail=detail)
-        await monitor.refresh_paths()
+        # Sessions are cheap to list (in-memory SQLite); a request always shows current paths,
+        # so a notebook opened a moment ago is never listed without its path.
+        await monitor.refresh_paths(max_age_s=0.0)
 
     def can_halt(self) -> bool:
         authorizer = self.authorizer
