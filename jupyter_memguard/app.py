@@ -94,6 +94,12 @@ class MemGuard(ExtensionApp):
         True,
         help="Under memory pressure, cull idle kernels (largest first) before halting a busy one.",
     ).tag(config=True)
+    runaway_horizon = Float(
+        10.0,
+        help="Under pressure, idle kernels are not culled while a kernel's growth would reach "
+        "the halt line within this many seconds anyway: the runaway is halted, bystanders "
+        "are spared (0: always cull first).",
+    ).tag(config=True)
     dry_run = Bool(False, help="Decide and report (events, log), but never signal a kernel.").tag(
         config=True
     )

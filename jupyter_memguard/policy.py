@@ -6,12 +6,15 @@ made once per step, as a real halt would be).
 
 Escalation of one kernel over its limit L (fractions of L):
   * ≥ warn: one ``warn`` per crossing (re-armed once the kernel is back under warn);
-  * ≥ halt: ``interrupt`` (or ``restart`` when ``action == "restart"``); if still ≥ halt
+  * ≥ halt: ``interrupt`` (or ``restart`` when ``action == "restart"``); if still ≥ warn
     ``interrupt_grace_s`` later: ``shutdown`` (SIGTERM); ``shutdown_grace_s`` after that:
-    ``kill``. Falling under halt after the interrupt resets the escalation (it worked);
+    ``kill``. Falling under warn after the interrupt resets the escalation (it worked: the
+    memory was given back);
   * ≥ kill: ``kill`` at once, whatever the stage.
-The budget (all of memory) escalates the same way on one victim at a time, after culling idle
-kernels largest-first when usage crosses warn of the budget.
+The budget (all of memory) escalates the same way on one victim at a time (the largest).
+Before that, when usage crosses warn of the budget, idle kernels are culled largest-first,
+except while a halt is under way or a kernel's own growth will reach the halt line within
+``runaway_horizon_s`` (culling bystanders would not stop a runaway).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ class PolicySettings:
     cull_busy: bool = False
     cull_connected: bool = True
     cull_under_pressure: bool = True
+    runaway_horizon_s: float = 10.0
     dry_run: bool = False
     min_interval_s: float = 0.05
     max_interval_s: float = 2.0
@@ -78,6 +82,7 @@ class KernelGuardState:
     stage_since: float = 0.0
     warned: bool = False
     culled: bool = False
+    releasing_bytes: int = 0  # what a cull or kill in flight will give back
 
 
 @dataclass(frozen=True)
@@ -120,32 +125,58 @@ def _cullable(kernel: KernelView, settings: PolicySettings) -> bool:
 def _escalate(
     kernel_id: str,
     guard: KernelGuardState,
+    over_warn: bool,
     over_halt: bool,
     over_kill: bool,
     now: float,
     settings: PolicySettings,
     make: Callable[[str], Action],
+    rss: int = 0,
 ) -> tuple[list[Action], KernelGuardState]:
-    """One step of the halt state machine for one kernel."""
+    """One step of the halt state machine for one kernel.
+
+    After an interrupt (or restart) the kernel is let go only once it is back under the warn
+    line: a cell stopped while its data still fills the memory is still a hazard, so holding
+    on past the grace period leads to the shutdown.
+    """
     if guard.stage == "killed":
         return [], guard
     if over_kill:
-        return [make("kill")], replace(guard, stage="killed", stage_since=now)
+        return [make("kill")], replace(guard, stage="killed", stage_since=now, releasing_bytes=rss)
     if guard.stage in ("interrupted", "restarted"):
-        if not over_halt:
+        if not over_warn:
             return [], replace(guard, stage="none", stage_since=now)
         if now - guard.stage_since >= settings.interrupt_grace_s:
             return [make("shutdown")], replace(guard, stage="shutdown", stage_since=now)
         return [], guard
     if guard.stage == "shutdown":
         if now - guard.stage_since >= settings.shutdown_grace_s:
-            return [make("kill")], replace(guard, stage="killed", stage_since=now)
+            return [make("kill")], replace(
+                guard, stage="killed", stage_since=now, releasing_bytes=rss
+            )
         return [], guard
     if over_halt:
         if settings.action == "restart":
             return [make("restart")], replace(guard, stage="restarted", stage_since=now)
         return [make("interrupt")], replace(guard, stage="interrupted", stage_since=now)
     return [], guard
+
+
+def _runaway(
+    kernels: tuple[KernelView, ...], bytes_to_halt: float, settings: PolicySettings
+) -> KernelView | None:
+    """The kernel whose own growth reaches the halt line within the runaway horizon, if any.
+
+    Pressure caused by one growing kernel is not relieved by culling idle bystanders: it only
+    delays that kernel's halt by a moment and costs their users their state.
+    """
+    if settings.runaway_horizon_s <= 0:
+        return None
+    growing = [k for k in kernels if not k.protected and k.growth_bytes_per_s > 0]
+    for kernel in sorted(growing, key=lambda k: k.growth_bytes_per_s, reverse=True):
+        if kernel.growth_bytes_per_s * settings.runaway_horizon_s >= max(0.0, bytes_to_halt):
+            return kernel
+    return None
 
 
 def decide(
@@ -198,11 +229,13 @@ def decide(
             steps, guard = _escalate(
                 kernel.kernel_id,
                 guard,
+                rss >= settings.warn_fraction * kernel_limit,
                 rss >= settings.halt_fraction * kernel_limit,
                 rss >= settings.kill_fraction * kernel_limit,
                 now,
                 settings,
                 make,
+                rss,
             )
             actions.extend(steps)
         guards[kernel.kernel_id] = guard
@@ -224,17 +257,23 @@ def decide(
                         kernel.rss_bytes,
                     )
                 )
-                guards[kernel.kernel_id] = replace(guard, culled=True)
+                guards[kernel.kernel_id] = replace(
+                    guard, culled=True, releasing_bytes=kernel.rss_bytes or 0
+                )
 
     # 3. The budget: cull idle kernels largest first, then escalate on one victim.
-    in_flight = sum(
-        present[kid].rss_bytes or 0 for kid, g in guards.items() if g.culled or g.stage == "killed"
-    )
+    in_flight = sum(g.releasing_bytes for g in guards.values() if g.culled or g.stage == "killed")
     projected = usage - in_flight
     victim = state.budget_victim if state.budget_victim in present else None
     warn_line = settings.warn_fraction * budget
     halt_line = settings.halt_fraction * budget
-    if settings.cull_under_pressure and projected >= warn_line:
+    if (
+        settings.cull_under_pressure
+        and projected >= warn_line
+        and victim is None
+        and not any(g.stage != "none" for g in guards.values())  # a halt is already the relief
+        and _runaway(snapshot.kernels, halt_line - projected, settings) is None
+    ):
         idle = [
             k
             for k in snapshot.kernels
@@ -257,8 +296,11 @@ def decide(
                     budget,
                 )
             )
-            guards[kernel.kernel_id] = replace(guards[kernel.kernel_id], culled=True)
+            guards[kernel.kernel_id] = replace(
+                guards[kernel.kernel_id], culled=True, releasing_bytes=kernel.rss_bytes or 0
+            )
             projected -= kernel.rss_bytes or 0
+    over_warn = projected >= warn_line
     over_halt = projected >= halt_line or (budget - projected) < settings.min_headroom_bytes
     over_kill = projected >= settings.kill_fraction * budget
     if victim is None and over_halt:
@@ -288,7 +330,15 @@ def decide(
             )
 
         steps, guards[victim] = _escalate(
-            victim, guards[victim], over_halt, over_kill, now, settings, make_budget
+            victim,
+            guards[victim],
+            over_warn,
+            over_halt,
+            over_kill,
+            now,
+            settings,
+            make_budget,
+            kernel.rss_bytes or 0,
         )
         actions.extend(steps)
         if guards[victim].stage == "none":

@@ -54,6 +54,7 @@ class MemGuardSettings:
     cull_busy: bool
     cull_connected: bool
     cull_under_pressure: bool
+    runaway_horizon: float
     dry_run: bool
     protected_kernels: tuple[str, ...]
     oom_score_adj: int | None
@@ -140,6 +141,7 @@ def resolve_settings(raw: dict[str, Any]) -> MemGuardSettings:
         cull_busy=bool(raw["cull_busy"]),
         cull_connected=bool(raw["cull_connected"]),
         cull_under_pressure=bool(raw["cull_under_pressure"]),
+        runaway_horizon=_number("runaway_horizon", raw["runaway_horizon"], 0, 3600),
         dry_run=bool(raw["dry_run"]),
         protected_kernels=tuple(str(k) for k in raw["protected_kernels"]),
         oom_score_adj=oom_score_adj,

@@ -33,7 +33,9 @@ async def test_non_admin_can_read_but_not_halt(jp_fetch, memguard, start_kernel)
     assert status["can_halt"] is False
     assert (await get_json(jp_fetch, "kernels", kernel.id))["id"] == kernel.id
     with pytest.raises(HTTPClientError) as info:
-        await jp_fetch("api", "memguard", "kernels", kernel.id, "halt", method="POST", body=json.dumps({}))
+        await jp_fetch(
+            "api", "memguard", "kernels", kernel.id, "halt", method="POST", body=json.dumps({})
+        )
     assert info.value.code == 403
     kernels = json.loads((await jp_fetch("api", "kernels")).body)
     assert [k["id"] for k in kernels] == [kernel.id]  # nothing was halted

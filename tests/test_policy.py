@@ -97,9 +97,7 @@ def test_interrupt_that_works_resets_the_escalation():
 
 
 def test_restart_action():
-    out, _ = run(
-        [(0, kernel(rss=920 * MB)), (3, kernel(rss=920 * MB))], settings(action="restart")
-    )
+    out, _ = run([(0, kernel(rss=920 * MB)), (3, kernel(rss=920 * MB))], settings(action="restart"))
     assert out[0] == [("warn", "k"), ("restart", "k")]
     assert out[1] == [("shutdown", "k")]
 
@@ -243,6 +241,77 @@ def test_pressure_culls_only_as_many_as_needed_then_halts():
     assert kinds[:2] == [("cull", "i1"), ("cull", "i2")]
     assert "busy" in [k for _, k in kinds[2:]]
     assert state.budget_victim == "busy"
+
+
+def test_pressure_from_a_runaway_spares_idle_bystanders():
+    kernels = (
+        kernel("idle", rss=300 * MB),
+        kernel("runaway", rss=500 * MB, execution_state="busy", growth_bytes_per_s=200 * MB),
+    )
+    # 850 of 1000: over warn; the runaway reaches the halt line (900) in 0.25 s: no cull.
+    actions, state = decide(
+        snap(0, *kernels, budget=1000 * MB, usage=850 * MB),
+        settings(kernel_memory_limit_bytes=None),
+        PolicyState(),
+    )
+    assert [a for a in actions if a.kind == "cull"] == []
+    # Past the halt line, the runaway (largest) is the victim, never the bystander.
+    actions, state = decide(
+        snap(
+            0.5,
+            *kernels[:1],
+            kernel("runaway", rss=600 * MB, execution_state="busy", growth_bytes_per_s=200 * MB),
+            budget=1000 * MB,
+            usage=920 * MB,
+        ),
+        settings(kernel_memory_limit_bytes=None),
+        state,
+    )
+    assert {a.kernel_id for a in actions} == {"runaway"} and state.budget_victim == "runaway"
+    # A slow grower (5 s to the halt line at 10 MB/s, horizon 1 s) does not stop the cull.
+    actions, _ = decide(
+        snap(
+            0,
+            *kernels[:1],
+            kernel("slow", rss=500 * MB, growth_bytes_per_s=10 * MB, execution_state="busy"),
+            budget=1000 * MB,
+            usage=850 * MB,
+        ),
+        settings(kernel_memory_limit_bytes=None, runaway_horizon_s=1),
+        PolicyState(),
+    )
+    assert [(a.kind, a.kernel_id) for a in actions] == [("cull", "idle")]
+
+
+def test_interrupted_kernel_holding_its_memory_is_shut_down():
+    config = settings()
+    out, state = run(
+        [
+            (0, kernel(rss=920 * MB)),  # over halt: interrupt
+            (1, kernel(rss=850 * MB)),  # under halt but still over warn: keep watching
+            (2.5, kernel(rss=850 * MB)),  # grace over, memory still held: shutdown
+        ],
+        config,
+    )
+    assert out == [[("warn", "k"), ("interrupt", "k")], [], [("shutdown", "k")]]
+    out, state = run(
+        [(0, kernel(rss=920 * MB)), (1, kernel(rss=300 * MB)), (5, kernel(rss=300 * MB))], config
+    )
+    assert out == [[("warn", "k"), ("interrupt", "k")], [], []]  # memory given back: released
+    assert state.kernels["k"].stage == "none"
+
+
+def test_no_pressure_cull_while_a_halt_is_under_way():
+    big = kernel("big", rss=750 * MB, execution_state="busy")
+    idle = kernel("idle", rss=100 * MB)
+    config = settings(kernel_memory_limit_bytes=None)
+    actions, state = decide(snap(0, big, budget=1000 * MB, usage=920 * MB), config, PolicyState())
+    assert [(a.kind, a.kernel_id) for a in actions] == [("interrupt", "big")]
+    # Interrupted, still holding 850 of 1000 (over warn): the halt goes on, the idle one stays.
+    actions, state = decide(snap(1, big, idle, budget=1000 * MB, usage=850 * MB), config, state)
+    assert actions == []
+    actions, state = decide(snap(2.5, big, idle, budget=1000 * MB, usage=850 * MB), config, state)
+    assert [(a.kind, a.kernel_id) for a in actions] == [("shutdown", "big")]
 
 
 def test_cull_busy_and_cull_connected_are_respected():
