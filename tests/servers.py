@@ -28,7 +28,12 @@ class ServerProcess:
     """`python -m jupyter_server` with memguard on, its own root dir, token and port."""
 
     def __init__(
-        self, *settings: str, root: Path | None = None, journal: Path | None = None
+        self,
+        *settings: str,
+        root: Path | None = None,
+        journal: Path | None = None,
+        cgroup_procs: Path | None = None,
+        lifetime_s: float | None = None,
     ) -> None:
         self.port, self.token = free_port(), secrets.token_hex(16)
         self.root = Path(root or tempfile.mkdtemp(prefix="memguard-server-"))
@@ -48,14 +53,30 @@ class ServerProcess:
             f"--MemGuard.journal_path={self.journal}",
             *settings,
         ]
+        if lifetime_s is not None:
+            # A server that outlives a failed test ends by itself (and with it its kernels).
+            self.command = ["timeout", "-s", "KILL", str(int(lifetime_s)), *self.command]
+        self.cgroup_procs = cgroup_procs
+        self.runtime_dir = self.root / ".runtime"
         self.log_path = self.root / f"server-{self.port}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 60) -> ServerProcess:
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        env = {**os.environ, "PYTHONPATH": str(REPO), "JUPYTER_RUNTIME_DIR": str(self.runtime_dir)}
+        procs = self.cgroup_procs
+
+        def join_cgroup() -> None:  # runs in the child before exec: all it starts is inside
+            if procs is not None:
+                procs.write_text(str(os.getpid()))
+
         with open(self.log_path, "w") as log:
             self.process = subprocess.Popen(
-                self.command, stdout=log, stderr=subprocess.STDOUT, cwd=self.root, env=env
+                self.command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.root,
+                env=env,
+                preexec_fn=join_cgroup if procs is not None else None,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -121,6 +142,10 @@ class ServerProcess:
                 return kernels
             time.sleep(0.5)
         raise RuntimeError(f"kernels not ready: {kernels}")
+
+    def connection_file(self, kernel_id: str) -> Path:
+        """The kernel's connection file (in this server's own runtime dir)."""
+        return self.runtime_dir / f"kernel-{kernel_id}.json"
 
     def stop(self) -> None:
         if self.process is None:

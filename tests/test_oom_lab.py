@@ -1,0 +1,176 @@
+"""The OOM lab: memguard's claims checked under a real memory limit, through its public API.
+
+Each test runs a real jupyter_server with memguard inside a memory-limited cgroup it creates
+(v2 where the memory controller is available, v1 otherwise), real kernels that really allocate,
+and the real kernel OOM killer. Outcomes are read from the REST API, the event bus and the
+cgroup's own oom_kill counter, never from memguard's internals.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from . import cgroups
+from .lab import EventStream, GiB, Lab, MiB, allocate_code, execute, lab_server, warm_memory
+
+pytestmark = [
+    pytest.mark.skipif(
+        cgroups.unavailable_reason() is not None,
+        reason=f"OOM lab needs a memory cgroup: {cgroups.unavailable_reason()}",
+    ),
+    pytest.mark.timeout(240),
+]
+
+
+FAST = 1.5e9  # bytes/s: the guard is sized for up to 2 GiB/s (c.MemGuard.max_growth_rate)
+
+
+def assert_server_and_bystander_alive(lab: Lab, bystander: str, pid: int) -> None:
+    assert lab.server.alive(), lab.server.log()[-3000:]
+    info = lab.kernel_info(bystander)
+    assert info["pid"] == pid, "the idle bystander kernel was touched"
+    assert not lab.terminations(bystander)
+
+
+@pytest.mark.parametrize("allocator", ["bytearray", "numpy"])
+def test_fast_allocator_halted_before_the_oom_killer(tmp_path: Path, allocator: str) -> None:
+    with lab_server(2 * GiB, root=tmp_path) as lab:
+        bystander = lab.kernel()
+        bystander_pid = lab.kernel_info(bystander)["pid"]
+        runaway = lab.kernel("runaway.ipynb")
+        oom_kills = lab.group.oom_kills()
+        log = lab.logs / "alloc.log"
+        warm_memory(lab.limit_bytes + GiB)
+        started = time.monotonic()
+        execute(
+            lab.server,
+            runaway,
+            allocate_code(log, lab.group.path, rate=FAST, use_numpy=allocator == "numpy"),
+        )
+        record = lab.wait_termination(runaway)
+        lines = log.read_text().splitlines()
+        assert "deadline" not in lines, "the allocator ran to its deadline: nobody stopped it"
+        rate = (
+            32
+            * MiB
+            * (len(lines) - 1)
+            / max(1e-3, float(lines[-1].split()[0]) - float(lines[0].split()[1]))
+        )
+        assert rate > 1e9, f"the allocator only reached {rate / 1e9:.2f} GB/s"
+
+        assert record["verdict"] == "halted_by_memguard", record
+        assert lab.group.oom_kills() == oom_kills, "the kernel OOM killer fired before memguard"
+        evidence = record["evidence"]
+        assert evidence["limit_bytes"] == 2 * GiB and evidence["limit_source"].startswith("cgroup")
+        assert evidence["peak_rss_bytes"] > 1 * GiB
+        assert time.monotonic() - started < 30
+        assert_server_and_bystander_alive(lab, bystander, bystander_pid)
+
+
+def test_slow_leak_warns_then_halts(tmp_path: Path) -> None:
+    settings = ("--MemGuard.kernel_memory_limit=512M",)
+    with lab_server(1 * GiB, *settings, root=tmp_path) as lab, EventStream(lab.server) as events:
+        leaky = lab.kernel("leaky.ipynb")
+        oom_kills = lab.group.oom_kills()
+        execute(
+            lab.server,
+            leaky,
+            allocate_code(lab.logs / "leak.log", None, rate=20e6, chunk=4 * MiB, deadline_s=60),
+        )
+        record = lab.wait_termination(leaky, timeout=90)
+        assert record["verdict"] == "halted_by_memguard", record
+        kinds = [kind for kind, _ in lab_events(events, leaky)]
+        assert "memory_warning" in kinds and "kernel_halting" in kinds, kinds
+        assert kinds.index("memory_warning") < kinds.index("kernel_halting"), kinds
+        warning = dict(lab_events(events, leaky))["memory_warning"]
+        assert warning["path"] == "leaky.ipynb" and warning["limit_bytes"] == 512 * MiB
+        assert kinds[-1] == "kernel_terminated", kinds
+        assert lab.group.oom_kills() == oom_kills
+        assert lab.server.alive()
+
+
+def lab_events(events: EventStream, kernel_id: str, timeout: float = 5) -> list[tuple[str, dict]]:
+    """The kernel's memguard events, once its kernel_terminated event has arrived."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = events.memguard(kernel_id)
+        if any(kind == "kernel_terminated" for kind, _ in found):
+            return found
+        time.sleep(0.1)
+    return events.memguard(kernel_id)
+
+
+def test_allocation_in_a_child_process_is_charged_to_its_kernel(tmp_path: Path) -> None:
+    with lab_server(2 * GiB, root=tmp_path) as lab, EventStream(lab.server) as events:
+        bystander = lab.kernel()
+        bystander_pid = lab.kernel_info(bystander)["pid"]
+        parent = lab.kernel("parent.ipynb")
+        oom_kills = lab.group.oom_kills()
+        log = lab.logs / "child.log"
+        execute(lab.server, parent, allocate_code(log, lab.group.path, rate=1e9, in_child=True))
+        deadline = time.monotonic() + 60
+        halted = []
+        while time.monotonic() < deadline and not halted:
+            halted = [d for k, d in events.memguard(parent) if k == "kernel_halting"]
+            time.sleep(0.1)
+        assert halted, f"no halt for the kernel whose child allocated: {events.memguard()}"
+        assert halted[0]["usage_bytes"] > 1 * GiB
+        child_pid = int(log.read_text().split()[2])
+        assert child_pid != lab.kernel_info(parent).get("pid")
+        for _ in range(100):  # the child goes with the halt (interrupt or kill of the group)
+            if not _running(child_pid):
+                break
+            time.sleep(0.1)
+        assert not _running(child_pid), "the allocating child survived the halt"
+        assert lab.group.oom_kills() == oom_kills, "the kernel OOM killer fired before memguard"
+        assert_server_and_bystander_alive(lab, bystander, bystander_pid)
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def test_dry_run_lets_the_oom_killer_strike_and_names_it(tmp_path: Path) -> None:
+    with lab_server(1 * GiB, "--MemGuard.dry_run=True", root=tmp_path) as lab:
+        victim = lab.kernel("victim.ipynb")
+        pid = lab.kernel_info(victim)["pid"]
+        oom_kills = lab.group.oom_kills()
+        execute(lab.server, victim, allocate_code(lab.logs / "dry.log", None, rate=0))
+        record = lab.wait_termination(victim)
+        assert lab.group.oom_kills() > oom_kills, "the OOM killer did not fire"
+        assert record["verdict"] == "oom_killed", record
+        assert record["confidence"] in ("confirmed", "high"), record
+        assert record["pid"] == pid and record["evidence"]["exit_signal"] == "SIGKILL"
+        evidence = record["evidence"]
+        assert evidence["kmsg_lines"] or (evidence["oom_kill_after"] or 0) > (
+            evidence["oom_kill_before"] or 0
+        ), record
+        assert lab.server.alive()
+
+
+def test_controls_are_never_called_oom(tmp_path: Path) -> None:
+    with lab_server(1 * GiB, root=tmp_path) as lab:
+        killed, segfault, exits, shut = (lab.kernel() for _ in range(4))
+        os.kill(lab.kernel_info(killed)["pid"], signal.SIGKILL)
+        execute(lab.server, segfault, "import ctypes; ctypes.string_at(0)", wait_started=False)
+        execute(lab.server, exits, "import os; os._exit(3)", wait_started=False)
+        lab.server.request(f"api/kernels/{shut}", "DELETE")
+        verdicts = {kid: lab.wait_termination(kid) for kid in (killed, segfault, exits, shut)}
+        assert verdicts[killed]["verdict"] == "killed_externally", verdicts[killed]
+        assert verdicts[segfault]["verdict"] == "crashed", verdicts[segfault]
+        assert verdicts[segfault]["evidence"]["exit_signal"] == "SIGSEGV"
+        assert (
+            verdicts[exits]["verdict"] == "exited" and verdicts[exits]["evidence"]["exit_code"] == 3
+        )
+        assert verdicts[shut]["verdict"] == "user_shutdown"
+        assert lab.group.oom_kills() == 0
+        assert lab.server.alive()
