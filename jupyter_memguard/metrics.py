@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 from prometheus_client import Counter, Gauge
+
+from .models import Verdict
 
 # Created once per process: a second server in the same process shares them.
 KERNEL_RSS = Gauge(
@@ -23,6 +25,10 @@ SAMPLE_SECONDS = Gauge("memguard_sample_seconds", "Duration of the last sampling
 TERMINATIONS = Counter(
     "memguard_kernel_terminations", "Kernel terminations by verdict", ["verdict"]
 )
+# Every verdict's series exists from the start at 0, so Prometheus's increase()/rate() also
+# count the first termination of each kind (a series born at 1 would hide it).
+for _verdict in get_args(Verdict):
+    TERMINATIONS.labels(_verdict)
 
 
 class MetricsUpdater:

@@ -34,6 +34,7 @@ class ServerProcess:
         journal: Path | None = None,
         cgroup_procs: Path | None = None,
         lifetime_s: float | None = None,
+        ready_path: str = "api/memguard/status",
     ) -> None:
         self.port, self.token = free_port(), secrets.token_hex(16)
         self.root = Path(root or tempfile.mkdtemp(prefix="memguard-server-"))
@@ -57,6 +58,7 @@ class ServerProcess:
             # A server that outlives a failed test ends by itself (and with it its kernels).
             self.command = ["timeout", "-s", "KILL", str(int(lifetime_s)), *self.command]
         self.cgroup_procs = cgroup_procs
+        self.ready_path = ready_path  # answered once the server (and memguard) is up
         self.runtime_dir = self.root / ".runtime"
         self.log_path = self.root / f"server-{self.port}.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -83,7 +85,7 @@ class ServerProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited:\n{self.log()[-3000:]}")
             try:
-                self.get("api/memguard/status")
+                self.get(self.ready_path)
                 return self
             except (urllib.error.URLError, ConnectionError):
                 time.sleep(0.2)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -114,3 +116,23 @@ async def test_metrics_exported(jp_fetch, memguard, start_kernel):
     text = response.body.decode()
     assert f'memguard_kernel_rss_bytes{{kernel_id="{kernel.id}"' in text
     assert "memguard_budget_limit_bytes" in text
+
+
+async def test_example_grafana_dashboard_queries_metrics_we_export(
+    jp_fetch, memguard, start_kernel
+):
+    dashboard = json.loads(
+        (Path(__file__).parent.parent / "examples" / "grafana-dashboard.json").read_text()
+    )
+    queried = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"\bmemguard_[a-z_]+", target["expr"])
+    }
+    await start_kernel()
+    await memguard.monitor.tick()
+    exported = set(
+        re.findall(r"^(memguard_[a-z_]+)", (await jp_fetch("metrics")).body.decode(), re.M)
+    )
+    assert queried and queried <= exported, queried - exported
