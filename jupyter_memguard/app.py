@@ -52,6 +52,16 @@ class MemGuard(ExtensionApp):
     growth_window = Float(10.0, help="Seconds of history used to compute the growth rate.").tag(
         config=True
     )
+    remote_usage_interval = Float(
+        5.0,
+        help="Seconds between usage_request messages to a kernel without a local process "
+        "(remote provisioner, gateway).",
+    ).tag(config=True)
+    remote_usage_timeout = Float(
+        2.0,
+        help="Seconds to wait for a usage_reply; a kernel that does not answer is shown as "
+        "not supported.",
+    ).tag(config=True)
     max_growth_rate = Union(
         [Int(), Unicode()],
         default_value="2GiB",

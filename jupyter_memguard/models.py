@@ -51,6 +51,7 @@ class ProcessTreeMemory:
     sampled_at: float
     pss_bytes: int | None = None
     uss_bytes: int | None = None
+    source: str = "proc"  # "proc": read from /proc here; "usage_request": the kernel said so
 
     @property
     def children(self) -> tuple[int, ...]:

@@ -18,6 +18,7 @@ from typing import Any
 from . import limits, sampling
 from .models import Budget, KernelView, ProcessTreeMemory, Snapshot
 from .policy import PolicySettings, PolicyState, decide, level, next_interval
+from .remote_usage import RemoteUsagePoller
 from .settings import MemGuardSettings
 
 
@@ -93,6 +94,9 @@ class Monitor:
         self.on_tick: list[Any] = []  # callables(monitor) run after each tick (forensics, metrics)
         self.on_kernel_gone: list[Any] = []  # callables(tracked) when a kernel leaves the manager
         self._paths_read_at = 0.0
+        self.remote = RemoteUsagePoller(
+            settings.remote_usage_interval, settings.remote_usage_timeout
+        )
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
 
@@ -139,6 +143,7 @@ class Monitor:
                 await task
             except asyncio.CancelledError:
                 pass
+        await self.remote.close()
 
     def wake(self) -> None:
         """Run the next tick now (e.g. after a kernel started)."""
@@ -205,6 +210,7 @@ class Monitor:
         for kernel_id in [k for k in self.kernels if k not in live]:
             gone = self.kernels.pop(kernel_id)
             self.paths.pop(kernel_id, None)
+            self.remote.forget(kernel_id)
             for callback in self.on_kernel_gone:
                 callback(gone)
         pids = {kid: t.pid for kid, t in self.kernels.items() if t.pid is not None}
@@ -214,8 +220,7 @@ class Monitor:
         self.last_sample_cost_s = result.took_s
         for kernel_id, tracked in self.kernels.items():
             if tracked.pid is None:
-                tracked.memory = None
-                tracked.unavailable_reason = "kernel has no local process (remote provisioner)"
+                self._remote_sample(kernel_id, tracked)
                 continue
             tree = result.trees.get(kernel_id)
             if tree is None:
@@ -230,6 +235,36 @@ class Monitor:
             if not tracked.oom_adjusted and self.settings.oom_score_adj is not None:
                 tracked.oom_adjusted = set_oom_score_adj(tracked.pid, self.settings.oom_score_adj)
         return result
+
+    def _remote_sample(self, kernel_id: str, tracked: TrackedKernel) -> None:
+        """A kernel without a local process: its memory as its last usage_reply gave it.
+
+        Its PIDs stay empty: the remote PID belongs to another host and is never signalled.
+        """
+        try:
+            self.remote.refresh(kernel_id, self.km.get_kernel(kernel_id))
+        except KeyError:
+            return
+        usage, reason = self.remote.usage(kernel_id)
+        if usage is None or usage.memory_bytes is None:
+            tracked.memory = None
+            tracked.unavailable_reason = f"kernel has no local process; {reason}"
+            return
+        if tracked.memory is not None and tracked.memory.sampled_at == usage.received_at:
+            return  # no new answer since the last tick
+        tracked.history.add(usage.received_at, usage.memory_bytes)
+        tracked.memory = ProcessTreeMemory(
+            pid=0,
+            rss_bytes=usage.memory_bytes,
+            peak_bytes=tracked.history.peak_bytes,
+            pids=(),
+            sampled_at=usage.received_at,
+            source="usage_request",
+        )
+        tracked.unavailable_reason = None
+        tracked.growth_bytes_per_s = tracked.history.growth_rate(
+            self.settings.growth_window, usage.received_at
+        )
 
     async def refresh_paths(self, max_age_s: float = 1.0) -> None:
         """Notebook path of each kernel, from the session manager (cached for max_age_s)."""
@@ -333,6 +368,7 @@ class Monitor:
                 "pss_bytes": m.pss_bytes,
                 "uss_bytes": m.uss_bytes,
                 "sampled_at": round(m.sampled_at, 3),
+                "source": m.source,
             }
         rss = tracked.memory.rss_bytes if tracked.memory else None
         data: dict[str, Any] = {

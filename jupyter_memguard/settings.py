@@ -42,6 +42,8 @@ class MemGuardSettings:
     min_poll_interval: float
     history_length: int
     growth_window: float
+    remote_usage_interval: float
+    remote_usage_timeout: float
     guard_enabled: bool
     warn_fraction: float
     halt_fraction: float
@@ -129,6 +131,10 @@ def resolve_settings(raw: dict[str, Any]) -> MemGuardSettings:
         min_poll_interval=min_poll,
         history_length=int(_number("history_length", raw["history_length"], 2, 100_000)),
         growth_window=_number("growth_window", raw["growth_window"], 0.1, 3600),
+        remote_usage_interval=_number(
+            "remote_usage_interval", raw["remote_usage_interval"], 0.1, 3600
+        ),
+        remote_usage_timeout=_number("remote_usage_timeout", raw["remote_usage_timeout"], 0.05, 60),
         guard_enabled=bool(raw["guard_enabled"]),
         warn_fraction=warn,
         halt_fraction=halt,
