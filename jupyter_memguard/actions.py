@@ -178,8 +178,11 @@ class ActionRunner:
             self._spawn(self._shutdown(kid, now=True))
 
     async def _finish(self, kernel_id: str, pids: tuple[int, ...], grace: float) -> None:
-        """After SIGTERM: SIGKILL what is left once the grace is over, then remove the kernel."""
-        await asyncio.sleep(grace)
+        """After SIGTERM: once the kernel has exited, or the grace is over, SIGKILL what is
+        left of its process group and descendants, then remove it from the manager."""
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and await self._alive(kernel_id):
+            await asyncio.sleep(0.05)
         try:
             kernel = self.km.get_kernel(kernel_id)
         except KeyError:
@@ -197,20 +200,12 @@ class ActionRunner:
             self.log.exception("memguard: shutting down kernel %s failed", kernel_id)
 
     async def admin_halt(self, kernel_id: str, monitor: Any, reason: str) -> None:
-        """An admin's halt: intent, halting event, then shutdown → grace → kill."""
+        """An admin's halt: intent, halting event, then shutdown → (grace) → kill."""
         tracked = monitor.kernels.get(kernel_id)
         rss = tracked.memory.rss_bytes if tracked and tracked.memory else None
         limit, _ = monitor.kernel_limit()
-        for kind in ("shutdown", "kill"):
-            action = Action(kind, kernel_id, reason, "admin", rss, limit)  # type: ignore[arg-type]
-            await self.halt_step(action, monitor, dry=False)
-            if kind == "shutdown":
-                deadline = time.monotonic() + monitor.settings.shutdown_grace
-                while time.monotonic() < deadline and await self._alive(kernel_id):
-                    await asyncio.sleep(0.1)
-                if not await self._alive(kernel_id):
-                    await self._shutdown(kernel_id, now=True)
-                    return
+        action = Action("shutdown", kernel_id, reason, "admin", rss, limit)
+        await self.halt_step(action, monitor, dry=False)
 
     async def _alive(self, kernel_id: str) -> bool:
         try:

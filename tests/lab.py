@@ -182,7 +182,9 @@ class EventStream:
                 continue
             if message is None:
                 break
-            self.events.append(json.loads(message))
+            event = json.loads(message)
+            event["_received_at"] = time.time()  # the bus sends no timestamp
+            self.events.append(event)
         connection.close()
 
     def __enter__(self) -> EventStream:
