@@ -17,6 +17,11 @@ KERNEL_PEAK = Gauge(
     "Peak RSS of a kernel's process tree",
     ["kernel_id", "kernel_name"],
 )
+KERNEL_GPU = Gauge(
+    "memguard_kernel_gpu_bytes",
+    "GPU memory of a kernel's process tree (all devices; NVML)",
+    ["kernel_id", "kernel_name"],
+)
 KERNEL_LIMIT = Gauge("memguard_kernel_limit_bytes", "Memory limit that applies to one kernel")
 BUDGET_LIMIT = Gauge("memguard_budget_limit_bytes", "Effective memory budget", ["source"])
 BUDGET_USAGE = Gauge("memguard_budget_usage_bytes", "Usage counted against the budget")
@@ -48,8 +53,9 @@ class MetricsUpdater:
             KERNEL_PEAK.labels(*labels).set(
                 max(tracked.memory.peak_bytes, tracked.history.peak_bytes)
             )
+            KERNEL_GPU.labels(*labels).set(tracked.gpu["used_bytes"] if tracked.gpu else 0)
         for labels in self._labels - current:
-            for gauge in (KERNEL_RSS, KERNEL_PEAK):
+            for gauge in (KERNEL_RSS, KERNEL_PEAK, KERNEL_GPU):
                 try:
                     gauge.remove(*labels)
                 except KeyError:

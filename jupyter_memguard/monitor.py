@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import limits, sampling
+from .gpu import GpuProcessUsage, GpuReader, kernel_gpu
 from .models import Budget, KernelView, ProcessTreeMemory, Snapshot
 from .policy import PolicySettings, PolicyState, decide, level, next_interval
 from .remote_usage import RemoteUsagePoller
@@ -35,6 +36,7 @@ class TrackedKernel:
     growth_bytes_per_s: float = 0.0
     unavailable_reason: str | None = None
     oom_adjusted: bool = False
+    gpu: dict[str, Any] | None = None
     pids: tuple[int, ...] = field(default_factory=tuple)
 
 
@@ -45,6 +47,7 @@ class TickSample:
     budget: Budget
     trees: dict[str, ProcessTreeMemory | None]
     took_s: float
+    gpu: dict[int, list[GpuProcessUsage]] = field(default_factory=dict)
 
 
 def kernel_pid(kernel: Any) -> int | None:
@@ -94,6 +97,7 @@ class Monitor:
         self.on_tick: list[Any] = []  # callables(monitor) run after each tick (forensics, metrics)
         self.on_kernel_gone: list[Any] = []  # callables(tracked) when a kernel leaves the manager
         self._paths_read_at = 0.0
+        self.gpu = GpuReader()
         self.remote = RemoteUsagePoller(
             settings.remote_usage_interval, settings.remote_usage_timeout
         )
@@ -184,7 +188,8 @@ class Monitor:
         }
         server_tree = sampling.tree_rss(sampling.process_tree(os.getpid(), ppid_map))
         budget = limits.read_budget(self.settings.memory_limit_bytes, server_tree)
-        return TickSample(budget, trees, time.perf_counter() - started)
+        gpu = self.gpu.read() if self.gpu.available else {}
+        return TickSample(budget, trees, time.perf_counter() - started, gpu)
 
     def read_budget_now(self) -> Budget:
         """Read the budget and OOM counters again (thread-safe; for forensics at a death)."""
@@ -224,10 +229,11 @@ class Monitor:
                 continue
             tree = result.trees.get(kernel_id)
             if tree is None:
-                tracked.memory = None
+                tracked.memory, tracked.gpu = None, None
                 tracked.unavailable_reason = "kernel process is not running"
                 continue
             tracked.memory, tracked.unavailable_reason, tracked.pids = tree, None, tree.pids
+            tracked.gpu = kernel_gpu(tree.pids, result.gpu)
             tracked.history.add(tree.sampled_at, tree.rss_bytes)
             tracked.growth_bytes_per_s = tracked.history.growth_rate(
                 self.settings.growth_window, tree.sampled_at
@@ -385,7 +391,7 @@ class Monitor:
             "warn_bytes": int(limit * s.warn_fraction),
             "halt_bytes": int(limit * s.halt_fraction),
             "level": level(rss, limit, self.policy_settings()) if rss is not None else "ok",
-            "gpu": None,
+            "gpu": tracked.gpu,
         }
         if history:
             data["history"] = tracked.history.as_list()
@@ -396,6 +402,7 @@ class Monitor:
         limit, source = self.kernel_limit()
         return {
             "budget": self.budget.to_json(),
+            "gpu": self.gpu.status_json(),
             "kernels_rss_bytes": sum(
                 t.memory.rss_bytes for t in self.kernels.values() if t.memory is not None
             ),

@@ -1,7 +1,7 @@
 /**
  * Pure formatting helpers (no JupyterLab imports, so jest can test them directly).
  */
-import { Level, Units } from './types';
+import { IKernelGpu, Level, Units } from './types';
 
 const DECIMAL = ['B', 'kB', 'MB', 'GB', 'TB'];
 const BINARY = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
@@ -47,6 +47,26 @@ export function formatUsage(
 }
 
 /** "42 s", "5 min", "3 h 10 min". */
+/**
+ * A kernel's GPU memory: a short figure for the status bar and one line per device.
+ * Null when the kernel uses no GPU (or memguard cannot see one).
+ */
+export function formatGpu(
+  gpu: IKernelGpu | null | undefined,
+  units: Units = 'decimal'
+): { short: string; lines: string[] } | null {
+  if (!gpu || !gpu.devices.length) {
+    return null;
+  }
+  return {
+    short: `GPU ${formatBytes(gpu.used_bytes, units)}`,
+    lines: gpu.devices.map(
+      d =>
+        `GPU ${d.index} (${d.name}): ${formatUsage(d.used_bytes, d.total_bytes, units)}`
+    )
+  };
+}
+
 export function formatDuration(seconds: number): string {
   if (!isFinite(seconds) || seconds < 0) {
     return 'n/a';

@@ -9,6 +9,7 @@ import { haltKernel } from './api';
 import {
   formatBytes,
   formatDuration,
+  formatGpu,
   formatUsage,
   sparklinePoints
 } from './format';
@@ -170,11 +171,13 @@ export class MemoryPanel extends Widget {
     const children = kernel.memory?.children.length
       ? ` · ${kernel.memory.children.length} child processes`
       : '';
+    const gpu = formatGpu(kernel.gpu, units);
     row.appendChild(
       element(
         'div',
         'jp-memguard-kernel-figures',
-        `${figures} · peak ${formatBytes(kernel.memory?.peak_bytes, units)}${children}`
+        `${figures} · peak ${formatBytes(kernel.memory?.peak_bytes, units)}${children}` +
+          (gpu ? ` · ${gpu.lines.join(' · ')}` : '')
       )
     );
     row.appendChild(

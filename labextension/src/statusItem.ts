@@ -3,7 +3,7 @@
  */
 import { Widget } from '@lumino/widgets';
 
-import { formatBytes, formatUsage } from './format';
+import { formatBytes, formatGpu, formatUsage } from './format';
 import { MemoryModel } from './model';
 
 export class MemoryStatus extends Widget {
@@ -50,12 +50,16 @@ export class MemoryStatus extends Widget {
     } else {
       const memory = kernel.memory;
       level = kernel.level;
-      this.node.textContent = `Mem ${formatUsage(memory.rss_bytes, kernel.limit_bytes, units)}`;
+      const gpu = formatGpu(kernel.gpu, units);
+      this.node.textContent =
+        `Mem ${formatUsage(memory.rss_bytes, kernel.limit_bytes, units)}` +
+        (gpu ? ` · ${gpu.short}` : '');
       const lines = [
         `Kernel memory: ${formatBytes(memory.rss_bytes, units)} (peak ${formatBytes(memory.peak_bytes, units)})`,
         `Limit: ${formatBytes(kernel.limit_bytes, units)} from ${kernel.limit_source.replace(/_/g, ' ')}`,
         `Child processes: ${memory.children.length}`,
-        `Growth: ${formatBytes(memory.growth_bytes_per_s, units)}/s`
+        `Growth: ${formatBytes(memory.growth_bytes_per_s, units)}/s`,
+        ...(gpu?.lines ?? [])
       ];
       const series = this.model.history.get(kernel.id) ?? [];
       if (series.length > 1) {

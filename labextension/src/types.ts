@@ -15,6 +15,20 @@ export interface IKernelMemory {
   sampled_at: number;
 }
 
+export interface IGpuDevice {
+  index: number;
+  name: string;
+  used_bytes: number;
+  total_bytes: number;
+  pids: number[];
+}
+
+/** GPU memory of a kernel's process tree (NVML), or null where it uses none / no NVML. */
+export interface IKernelGpu {
+  used_bytes: number;
+  devices: IGpuDevice[];
+}
+
 export interface IKernelInfo {
   id: string;
   name: string;
@@ -31,7 +45,7 @@ export interface IKernelInfo {
   warn_bytes: number;
   halt_bytes: number;
   level: Level;
-  gpu: { used_bytes: number; total_bytes: number } | null;
+  gpu: IKernelGpu | null;
   history?: [number, number][];
 }
 

@@ -1,6 +1,7 @@
 import {
   formatBytes,
   formatDuration,
+  formatGpu,
   formatUsage,
   levelOf,
   nextDelay,
@@ -116,5 +117,40 @@ describe('eventKind', () => {
     expect(
       eventKind('https://events.jupyter.org/jupyter_server/kernel_actions/v1')
     ).toBeNull();
+  });
+});
+
+describe('formatGpu', () => {
+  it('is null for kernels without GPU memory', () => {
+    expect(formatGpu(null)).toBeNull();
+    expect(formatGpu(undefined)).toBeNull();
+    expect(formatGpu({ used_bytes: 0, devices: [] })).toBeNull();
+  });
+  it('gives a short total and one line per device', () => {
+    const gpu = {
+      used_bytes: 6e9,
+      devices: [
+        {
+          index: 0,
+          name: 'H100',
+          used_bytes: 2e9,
+          total_bytes: 80e9,
+          pids: [1]
+        },
+        {
+          index: 1,
+          name: 'H100',
+          used_bytes: 4e9,
+          total_bytes: 80e9,
+          pids: [1, 2]
+        }
+      ]
+    };
+    const text = formatGpu(gpu);
+    expect(text?.short).toBe('GPU 6.0 GB');
+    expect(text?.lines).toEqual([
+      'GPU 0 (H100): 2.0 / 80.0 GB',
+      'GPU 1 (H100): 4.0 / 80.0 GB'
+    ]);
   });
 });
