@@ -247,6 +247,7 @@ class Monitor:
 
         Its PIDs stay empty: the remote PID belongs to another host and is never signalled.
         """
+        tracked.pids, tracked.gpu = (), None
         try:
             self.remote.refresh(kernel_id, self.km.get_kernel(kernel_id))
         except KeyError:
