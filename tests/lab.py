@@ -14,9 +14,11 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
 from jupyter_client import BlockingKernelClient
@@ -119,17 +121,61 @@ def warm_memory(total_bytes: int) -> None:
     subprocess.run([sys.executable, "-c", WARM, str(total_bytes)], check=True, timeout=120)
 
 
+def connect(server: ServerProcess, kernel_id: str, timeout: float = 60) -> BlockingKernelClient:
+    """A client on the kernel's channels, returned once the kernel answers on shell and iopub.
+
+    jupyter_client's ``wait_for_ready`` declares a kernel dead when one heartbeat takes over a
+    second, which a kernel still importing on a loaded machine does; here a kernel is dead only
+    when its server says so (it is gone from /api/kernels or its process has exited).
+    """
+    client = BlockingKernelClient()
+    client.load_connection_file(str(server.connection_file(kernel_id)))
+    client.start_channels(hb=False)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            client.kernel_info()
+            try:
+                reply = client.get_shell_msg(timeout=1)
+            except Empty:
+                _raise_if_gone(server, kernel_id)
+                continue
+            if reply["msg_type"] != "kernel_info_reply":
+                continue
+            try:  # the reply proves shell; a status message proves our iopub subscription
+                client.get_iopub_msg(timeout=0.5)
+            except Empty:
+                continue
+            while True:  # drain what is left of the kernel_info round trips
+                try:
+                    client.get_iopub_msg(timeout=0.2)
+                except Empty:
+                    return client
+        raise RuntimeError(f"kernel {kernel_id} did not answer in {timeout:.0f} s")
+    except BaseException:
+        client.stop_channels()
+        raise
+
+
+def _raise_if_gone(server: ServerProcess, kernel_id: str) -> None:
+    try:
+        server.get(f"api/kernels/{kernel_id}")
+    except urllib.error.HTTPError as error:
+        if error.code == 404:
+            raise RuntimeError(
+                f"kernel {kernel_id} is gone from its server:\n{server.log()[-3000:]}"
+            ) from None
+        raise
+
+
 def execute(server: ServerProcess, kernel_id: str, code: str, wait_started: bool = True) -> None:
     """Send a cell to a kernel of ``server``; return once it runs, without waiting for the end.
 
     With ``wait_started=False`` only the delivery is awaited: a cell that ends its kernel at
     once (a crash, ``os._exit``) can do so before its ``execute_input`` reaches us.
     """
-    client = BlockingKernelClient()
-    client.load_connection_file(str(server.connection_file(kernel_id)))
-    client.start_channels()
+    client = connect(server, kernel_id, timeout=30)
     try:
-        client.wait_for_ready(timeout=30)
         msg_id = client.execute(code, store_history=False)
         if not wait_started:
             time.sleep(0.5)  # let ZMQ hand the message over before the channels close
@@ -146,11 +192,8 @@ def execute(server: ServerProcess, kernel_id: str, code: str, wait_started: bool
 
 def run(server: ServerProcess, kernel_id: str, code: str, timeout: float = 30) -> dict[str, Any]:
     """Run a cell to completion and return the execute_reply content."""
-    client = BlockingKernelClient()
-    client.load_connection_file(str(server.connection_file(kernel_id)))
-    client.start_channels()
+    client = connect(server, kernel_id, timeout=timeout)
     try:
-        client.wait_for_ready(timeout=timeout)
         reply = client.execute_interactive(code, store_history=False, timeout=timeout)
         return reply["content"]
     finally:
