@@ -131,6 +131,11 @@ class MemGuard(ExtensionApp):
     journal_max_days = Float(90.0, help="Days terminations are kept in the journal.").tag(
         config=True
     )
+    detect_gpu_oom = Bool(
+        True,
+        help="Listen to each kernel's errors and record GPU out-of-memory errors (PyTorch, CuPy, "
+        "TensorFlow, JAX, CUDA) with the kernel's GPU memory, as evidence.",
+    ).tag(config=True)
     kmsg_path = Unicode("/dev/kmsg", help="Kernel log device read for OOM-killer lines.").tag(
         config=True
     )

@@ -7,6 +7,7 @@ import signal
 from dataclasses import dataclass
 from typing import Any
 
+from .gpu_oom import GpuOomError
 from .models import Confidence, Verdict
 
 _KMSG_PREFIX = re.compile(r"^\d+,\d+,\d+,[^;]*;")
@@ -115,6 +116,9 @@ class TerminationFacts:
     limit_bytes: int | None = None
     limit_source: str | None = None
     near_limit_fraction: float = 0.9
+    gpu_last_bytes: int | None = None
+    gpu_peak_bytes: int | None = None
+    gpu_oom_errors: tuple[dict[str, Any], ...] = ()  # GpuOomError.to_json(), recent first last
 
 
 @dataclass(frozen=True)
@@ -163,7 +167,26 @@ def _evidence(facts: TerminationFacts, matched: OomKill | None) -> dict[str, Any
         "matched_pid": matched.pid if matched else None,
         "intent": facts.intent,
         "intent_reason": facts.intent_reason,
+        "gpu_last_bytes": facts.gpu_last_bytes,
+        "gpu_peak_bytes": facts.gpu_peak_bytes,
+        "gpu_oom_errors": list(facts.gpu_oom_errors),
     }
+
+
+def _gpu_oom_phrase(facts: TerminationFacts) -> str:
+    """' It had hit a GPU out-of-memory error before it ended (…).' or ''."""
+    if not facts.gpu_oom_errors:
+        return ""
+    last = facts.gpu_oom_errors[-1]
+    wanted = (
+        f", tried to allocate {human_bytes(last['requested_bytes'])}"
+        if last.get("requested_bytes")
+        else ""
+    )
+    return (
+        f" It had hit a GPU out-of-memory error before it ended "
+        f"({last.get('library')} {last.get('error_name')}{wanted})."
+    )
 
 
 def classify(facts: TerminationFacts) -> Classification:
@@ -176,6 +199,7 @@ def classify(facts: TerminationFacts) -> Classification:
         return Classification(verdict, confidence, text, evidence)
 
     usage = _usage_phrase(facts)
+    gpu = _gpu_oom_phrase(facts)
     if facts.intent in ("halt", "admin_halt"):
         why = f" ({facts.intent_reason})" if facts.intent_reason else ""
         who = (
@@ -231,14 +255,15 @@ def classify(facts: TerminationFacts) -> Classification:
         return result(
             "killed_externally",
             "high",
-            "The kernel was killed with SIGKILL by another process; there is no sign that memory was the cause.",
+            "The kernel was killed with SIGKILL by another process; there is no sign that "
+            "memory was the cause." + gpu,
         )
     if code is not None and code < 0:
         name = signal_name(-code)
-        return result("crashed", "confirmed", f"The kernel crashed with signal {name}.")
+        return result("crashed", "confirmed", f"The kernel crashed with signal {name}.{gpu}")
     if code is not None:
-        return result("exited", "confirmed", f"The kernel process exited with code {code}.")
-    return result("unknown", "low", "The kernel ended, and no evidence says why.")
+        return result("exited", "confirmed", f"The kernel process exited with code {code}.{gpu}")
+    return result("unknown", "low", f"The kernel ended, and no evidence says why.{gpu}")
 
 
 def classify_child_oom(
@@ -268,5 +293,44 @@ def classify_child_oom(
         "confirmed",
         f"A child process {oom.pid}{name} of the kernel was killed by the out-of-memory killer{size}; "
         "the kernel itself is still running.",
+        evidence,
+    )
+
+
+def _gpu_phrase(kernel_gpu: dict[str, Any] | None) -> str:
+    if not kernel_gpu or not kernel_gpu.get("devices"):
+        return ""
+    parts = [
+        f"{human_bytes(d['used_bytes'])} of {human_bytes(d['total_bytes'])} on GPU {d['index']}"
+        f" ({d['name']})"
+        for d in kernel_gpu["devices"]
+    ]
+    return " It held " + ", ".join(parts) + "."
+
+
+def classify_gpu_oom(
+    oom: GpuOomError,
+    kernel_gpu: dict[str, Any] | None = None,
+    kernel_rss_bytes: int | None = None,
+    limit_bytes: int | None = None,
+    limit_source: str | None = None,
+) -> Classification:
+    """A cell of the kernel failed with a GPU out-of-memory error; the kernel survived."""
+    evidence = {
+        "exit_signal": None,
+        "exit_code": None,
+        "last_rss_bytes": kernel_rss_bytes,
+        "peak_rss_bytes": None,
+        "limit_bytes": limit_bytes,
+        "limit_source": limit_source,
+        "gpu_oom": oom.to_json(),
+        "gpu": kernel_gpu,
+        "gpu_last_bytes": kernel_gpu.get("used_bytes") if kernel_gpu else None,
+    }
+    return Classification(
+        "gpu_out_of_memory",
+        "confirmed",
+        f"A cell failed with a GPU out-of-memory error ({oom.summary()}); the kernel itself is "
+        f"still running.{_gpu_phrase(kernel_gpu)}",
         evidence,
     )

@@ -5,30 +5,17 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Any
+from typing import Any, get_args
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
 from . import __version__
+from .models import Verdict
 
 KERNEL_ID = r"(?P<kernel_id>[\w-]+)"
-VERDICTS = frozenset(
-    {
-        "halted_by_memguard",
-        "culled_idle",
-        "user_shutdown",
-        "user_restart",
-        "oom_killed",
-        "killed_externally",
-        "crashed",
-        "exited",
-        "server_shutdown",
-        "child_oom_killed",
-        "unknown",
-    }
-)
+VERDICTS = frozenset(get_args(Verdict))
 
 
 class MemGuardHandler(APIHandler):

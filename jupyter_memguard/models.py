@@ -112,6 +112,7 @@ Verdict = Literal[
     "exited",
     "server_shutdown",
     "child_oom_killed",
+    "gpu_out_of_memory",
     "unknown",
 ]
 Confidence = Literal["confirmed", "high", "medium", "low"]

@@ -65,6 +65,7 @@ class MemGuardSettings:
     journal_max_rows: int
     journal_max_days: float
     kmsg_path: str
+    detect_gpu_oom: bool = True
 
 
 def _size(name: str, value: Any, allow_empty: bool = True) -> int | None:
@@ -156,4 +157,5 @@ def resolve_settings(raw: dict[str, Any]) -> MemGuardSettings:
         journal_max_rows=int(_number("journal_max_rows", raw["journal_max_rows"], 1)),
         journal_max_days=_number("journal_max_days", raw["journal_max_days"], 0.001),
         kmsg_path=str(raw["kmsg_path"]),
+        detect_gpu_oom=bool(raw.get("detect_gpu_oom", True)),
     )

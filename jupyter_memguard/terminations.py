@@ -13,18 +13,29 @@ import asyncio
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .events import EventEmitter
-from .forensics import Classification, OomKill, TerminationFacts, classify, classify_child_oom
+from .forensics import (
+    Classification,
+    OomKill,
+    TerminationFacts,
+    classify,
+    classify_child_oom,
+    classify_gpu_oom,
+)
+from .gpu_oom import GpuOomError, parse_gpu_oom
 from .journal import Journal, TerminationRecord
+from .kernel_errors import KernelErrorListener
 from .kmsg import KmsgReader, oom_kills
 from .settings import MemGuardSettings
 
 KERNEL_ACTIONS = "https://events.jupyter.org/jupyter_server/kernel_actions/v1"
 KMSG_CHECKPOINT = "kmsg_seq"
 OOM_MEMORY_S = 600.0  # how long an OOM-kill log line is kept for matching a later death
+GPU_OOM_KEPT = 10  # GPU out-of-memory errors remembered per kernel process
+GPU_OOM_RECORD_GAP_S = 10.0  # at most one journal record of a GPU OOM per kernel in this time
 
 
 def _boot_id() -> str:
@@ -63,6 +74,10 @@ class LastSeen:
     started_at: float
     last_rss: int | None
     peak_rss: int | None
+    gpu_last: int | None = None
+    gpu_peak: int | None = None
+    gpu_ooms: list[GpuOomError] = field(default_factory=list)
+    gpu_oom_recorded_at: float = -1e9
 
 
 class TerminationWatcher:
@@ -92,6 +107,11 @@ class TerminationWatcher:
         self._kmsg_seq: int | None = None
         self._kmsg_busy = False
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.kernel_errors: KernelErrorListener | None = (
+            KernelErrorListener(self.km, self.on_kernel_error, log)
+            if settings.detect_gpu_oom
+            else None
+        )
 
     # ------------------------------------------------------------------ wiring
     def attach(self, monitor: Any, runner: Any) -> None:
@@ -131,6 +151,8 @@ class TerminationWatcher:
         self.last_seen.clear()
         for task in list(self._tasks):
             task.cancel()
+        if self.kernel_errors is not None:
+            self.kernel_errors.close()
         await asyncio.to_thread(self.journal.close)
 
     def _unsampled(self, kernel_id: str) -> LastSeen:
@@ -157,6 +179,7 @@ class TerminationWatcher:
             "kmsg_readable": self.kmsg.available,
             "kmsg_reason": None if self.kmsg.available else self.kmsg.reason,
             "recorded_this_run": self.recorded,
+            "gpu_oom_detection": self.kernel_errors is not None,
         }
 
     # ------------------------------------------------------------------ per tick
@@ -175,8 +198,15 @@ class TerminationWatcher:
                 seen.pids = tracked.memory.pids
                 seen.last_rss = tracked.memory.rss_bytes
                 seen.peak_rss = max(seen.peak_rss or 0, tracked.history.peak_bytes)
+            if tracked.gpu is not None:
+                seen.gpu_last = tracked.gpu["used_bytes"]
+                seen.gpu_peak = max(seen.gpu_peak or 0, seen.gpu_last or 0)
+            elif tracked.memory is not None:
+                seen.gpu_last = None  # sampled, and no GPU memory held now
             if kernel_id not in self.registered:
                 self._register_callbacks(kernel_id)
+        if self.kernel_errors is not None:
+            self.kernel_errors.sync({kid: t.pid for kid, t in monitor.kernels.items()})
         budget = monitor.budget
         self.counters = (budget.oom_kill_count, budget.system_oom_kill_count)
         if self.kmsg.available and not self._kmsg_busy:
@@ -227,6 +257,27 @@ class TerminationWatcher:
     def _child_args(self, seen: LastSeen) -> dict[str, Any]:
         limit, source = self.monitor.kernel_limit()
         return {"kernel_rss_bytes": seen.last_rss, "limit_bytes": limit, "limit_source": source}
+
+    def on_kernel_error(self, kernel_id: str, error_name: str, error_value: str) -> None:
+        """A cell raised an error: record it if it is a GPU out-of-memory error (event loop)."""
+        oom = parse_gpu_oom(error_name, error_value, time.time())
+        seen = self.last_seen.get(kernel_id)
+        if oom is None or seen is None or self.stopping:
+            return
+        seen.gpu_ooms = [*seen.gpu_ooms, oom][-GPU_OOM_KEPT:]
+        if oom.at - seen.gpu_oom_recorded_at < GPU_OOM_RECORD_GAP_S:
+            return  # a burst of failing cells: one record, all kept in the evidence
+        seen.gpu_oom_recorded_at = oom.at
+        tracked = self.monitor.kernels.get(kernel_id) if self.monitor else None
+        limit, source = self.monitor.kernel_limit()
+        verdict = classify_gpu_oom(
+            oom,
+            kernel_gpu=tracked.gpu if tracked is not None else None,
+            kernel_rss_bytes=seen.last_rss,
+            limit_bytes=limit,
+            limit_source=source,
+        )
+        self._spawn(self._record(seen, verdict))
 
     # ------------------------------------------------------------------ deaths
     def _on_death(self, kernel_id: str, event: str) -> None:
@@ -347,6 +398,11 @@ class TerminationWatcher:
             peak_rss_bytes=seen.peak_rss,
             limit_bytes=limit,
             limit_source=source,
+            gpu_last_bytes=seen.gpu_last,
+            gpu_peak_bytes=seen.gpu_peak,
+            gpu_oom_errors=tuple(
+                oom.to_json() for oom in seen.gpu_ooms if time.time() - oom.at < OOM_MEMORY_S
+            ),
         )
 
     async def _record(self, seen: LastSeen, verdict: Classification) -> None:

@@ -15,7 +15,7 @@ import pytest
 
 from jupyter_memguard.gpu import GpuReader, kernel_gpu
 
-from .conftest import get_json
+from .conftest import get_json, wait_for
 
 GiB = 2**30
 
@@ -136,3 +136,19 @@ async def test_real_gpu_allocation(jp_fetch, memguard, start_kernel):
     await memguard.monitor.tick()
     info = await get_json(jp_fetch, "kernels", kernel.id)
     assert info["gpu"] is not None and info["gpu"]["used_bytes"] >= 512 * 2**20
+    # A real CUDA out-of-memory error: recorded with the kernel's GPU memory as evidence.
+    reply = await kernel.run(
+        "big = torch.empty(torch.cuda.get_device_properties(0).total_memory * 2, "
+        "dtype=torch.uint8, device='cuda')",
+        timeout=180,
+    )
+    assert reply["content"]["ename"] == "OutOfMemoryError", reply["content"]
+
+    async def gpu_oom():
+        rows = await get_json(jp_fetch, "terminations", kernel_id=kernel.id)
+        return [r for r in rows["terminations"] if r["verdict"] == "gpu_out_of_memory"]
+
+    record = (await wait_for(gpu_oom, timeout=30))[0]
+    assert record["evidence"]["gpu_oom"]["library"] == "PyTorch"
+    assert record["evidence"]["gpu_oom"]["requested_bytes"] > 2**30
+    assert record["evidence"]["gpu_last_bytes"] >= 512 * 2**20

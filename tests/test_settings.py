@@ -92,3 +92,14 @@ def test_server_refuses_to_start_with_bad_config(tmp_path, argument, name):
     assert result.returncode != 0
     assert name in result.stderr
     assert "invalid configuration" in result.stderr
+
+
+def test_readme_documents_every_setting():
+    from pathlib import Path
+
+    from jupyter_memguard.app import MemGuard
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    names = [n for n, t in MemGuard.class_own_traits().items() if t.metadata.get("config")]
+    missing = [n for n in names if f"| `c.MemGuard.{n}` |" not in readme]
+    assert not missing, f"settings missing from the README's table: {missing}"

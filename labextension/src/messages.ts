@@ -109,6 +109,21 @@ export function terminationNotice(
         type: 'warning',
         sticky: true
       };
+    case 'gpu_out_of_memory': {
+      const held =
+        typeof e.gpu_last_bytes === 'number' && e.gpu_last_bytes > 0
+          ? ` It holds ${formatBytes(e.gpu_last_bytes, units)} of GPU memory.`
+          : '';
+      return {
+        message: fit(
+          'A cell ran out of GPU memory',
+          name,
+          `; the kernel is still running.${held}`
+        ),
+        type: 'warning',
+        sticky: false
+      };
+    }
     case 'killed_externally':
       return {
         message: fit(

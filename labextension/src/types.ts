@@ -85,6 +85,8 @@ export interface IEvidence {
   oom_kill_after?: number | null;
   kmsg_lines?: string[];
   intent_reason?: string | null;
+  gpu_last_bytes?: number | null;
+  gpu_peak_bytes?: number | null;
   [key: string]: unknown;
 }
 

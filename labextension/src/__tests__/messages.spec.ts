@@ -32,6 +32,7 @@ const VERDICTS = [
   'culled_idle',
   'oom_killed',
   'child_oom_killed',
+  'gpu_out_of_memory',
   'killed_externally',
   'crashed',
   'exited',
@@ -94,6 +95,25 @@ describe('terminationNotice', () => {
     const child = terminationNotice(termination('child_oom_killed'))!;
     expect(child.message).toContain('still running');
     expect(child.type).toBe('warning');
+  });
+
+  it('reports a GPU out-of-memory error as a passing warning', () => {
+    const notice = terminationNotice(
+      termination('gpu_out_of_memory', {
+        evidence: { gpu_last_bytes: 76e9 }
+      })
+    )!;
+    expect(notice.message).toBe(
+      'A cell ran out of GPU memory (big.ipynb); the kernel is still running. It holds 76.0 GB of GPU memory.'
+    );
+    expect(notice.type).toBe('warning');
+    expect(notice.sticky).toBe(false);
+    const bare = terminationNotice(
+      termination('gpu_out_of_memory', { evidence: {}, path: null })
+    )!;
+    expect(bare.message).toBe(
+      'A cell ran out of GPU memory; the kernel is still running.'
+    );
   });
 
   it('stays quiet for user actions', () => {
