@@ -136,6 +136,11 @@ class MemGuard(ExtensionApp):
         help="Listen to each kernel's errors and record GPU out-of-memory errors (PyTorch, CuPy, "
         "TensorFlow, JAX, CUDA) with the kernel's GPU memory, as evidence.",
     ).tag(config=True)
+    use_spawner_mem_limit = Bool(
+        True,
+        help="Count the MEM_LIMIT a JupyterHub spawner sets (Spawner.mem_limit) as a limit, "
+        "so memguard enforces it where no container does.",
+    ).tag(config=True)
     kmsg_path = Unicode("/dev/kmsg", help="Kernel log device read for OOM-killer lines.").tag(
         config=True
     )
@@ -184,6 +189,8 @@ class MemGuard(ExtensionApp):
         self.monitor.on_tick.append(self.metrics.on_tick)
         self.watcher.on_recorded.append(self.metrics.count_termination)
         self.settings["memguard"] = self
+        if settings.spawner_mem_limit_problem:
+            self.log.warning("memguard: %s", settings.spawner_mem_limit_problem)
         self.log.info(
             "memguard: budget %s bytes from %s; guard %s%s",
             self.monitor.budget.limit_bytes,

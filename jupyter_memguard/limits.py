@@ -247,12 +247,14 @@ def read_budget(
     configured_limit: int | None = None,
     tree_rss_bytes: int = 0,
     root: Path = Path("/"),
+    spawner_limit: int | None = None,
 ) -> Budget:
     """Work out the effective memory budget: the smallest limit that applies.
 
     Candidates: the configured limit (usage = ``tree_rss_bytes``, the RSS of this server and
     its kernels), the cgroup limit (usage = working set: current minus inactive file cache),
-    and the host total (usage = MemTotal - MemAvailable).
+    the limit a JupyterHub spawner passed in MEM_LIMIT (usage as for the configured limit;
+    nothing enforces it but memguard), and the host total (usage = MemTotal - MemAvailable).
     """
     meminfo = parse_meminfo(_read_text(root / "proc/meminfo") or "")
     host_total = meminfo.get("MemTotal", 0)
@@ -265,12 +267,21 @@ def read_budget(
         usage = cgroup.working_set_bytes or 0
         source = "cgroup_v2" if cgroup.version == 2 else "cgroup_v1"
         candidates.append((cgroup.limit_bytes, source, usage, f"{source}_working_set"))
+    if spawner_limit:
+        candidates.append((spawner_limit, "spawner_mem_limit", tree_rss_bytes, "server_tree_rss"))
     if configured_limit:
         candidates.append((configured_limit, "config", tree_rss_bytes, "server_tree_rss"))
     if not candidates:
         raise RuntimeError("no memory limit could be determined (no /proc/meminfo?)")
-    # On ties prefer the most specific source (config, then cgroup, then host).
-    specificity = {"config": 0, "cgroup_v2": 1, "cgroup_v1": 1, "host": 2}
+    # On ties prefer the most specific source (config, then an enforced cgroup, then the
+    # spawner's MEM_LIMIT, then the host).
+    specificity = {
+        "config": 0,
+        "cgroup_v2": 1,
+        "cgroup_v1": 1,
+        "spawner_mem_limit": 2,
+        "host": 3,
+    }
     limit, source, usage, usage_source = min(candidates, key=lambda c: (c[0], specificity[c[1]]))
     return Budget(
         limit_bytes=limit,

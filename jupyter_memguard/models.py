@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-LimitSource = Literal["config", "cgroup_v2", "cgroup_v1", "host"]
+LimitSource = Literal["config", "cgroup_v2", "cgroup_v1", "spawner_mem_limit", "host"]
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +68,8 @@ class MemGuardSettings:
     journal_max_days: float
     kmsg_path: str
     detect_gpu_oom: bool = True
+    spawner_mem_limit_bytes: int | None = None  # MEM_LIMIT, set by JupyterHub spawners
+    spawner_mem_limit_problem: str | None = None  # why a MEM_LIMIT given was not used
 
 
 def _size(name: str, value: Any, allow_empty: bool = True) -> int | None:
@@ -101,8 +105,25 @@ def _number(name: str, value: Any, minimum: float, maximum: float = math.inf) ->
     return number
 
 
-def resolve_settings(raw: dict[str, Any]) -> MemGuardSettings:
+def spawner_mem_limit(environ: Mapping[str, str]) -> tuple[int | None, str | None]:
+    """The limit a JupyterHub spawner passed in MEM_LIMIT (bytes), or why it is unusable."""
+    value = environ.get("MEM_LIMIT", "").strip()
+    if not value:
+        return None, None
+    try:
+        limit = parse_size(value)
+    except ValueError as error:
+        return None, f"MEM_LIMIT={value!r} ignored: {error}"
+    return (limit, None) if limit > 0 else (None, None)
+
+
+def resolve_settings(
+    raw: dict[str, Any], environ: Mapping[str, str] | None = None
+) -> MemGuardSettings:
     """Turn the raw configuration values into settings, or raise ConfigValueError."""
+    hub_limit, hub_problem = spawner_mem_limit(os.environ if environ is None else environ)
+    if not raw.get("use_spawner_mem_limit", True):
+        hub_limit, hub_problem = None, None
     warn = _number("warn_fraction", raw["warn_fraction"], 0.01, 1.0)
     halt = _number("halt_fraction", raw["halt_fraction"], 0.01, 1.0)
     kill = _number("kill_fraction", raw["kill_fraction"], 0.01, 1.0)
@@ -158,4 +179,6 @@ def resolve_settings(raw: dict[str, Any]) -> MemGuardSettings:
         journal_max_days=_number("journal_max_days", raw["journal_max_days"], 0.001),
         kmsg_path=str(raw["kmsg_path"]),
         detect_gpu_oom=bool(raw.get("detect_gpu_oom", True)),
+        spawner_mem_limit_bytes=hub_limit,
+        spawner_mem_limit_problem=hub_problem,
     )

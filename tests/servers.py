@@ -35,6 +35,7 @@ class ServerProcess:
         cgroup_procs: Path | None = None,
         lifetime_s: float | None = None,
         ready_path: str = "api/memguard/status",
+        env: dict[str, str] | None = None,
     ) -> None:
         self.port, self.token = free_port(), secrets.token_hex(16)
         self.root = Path(root or tempfile.mkdtemp(prefix="memguard-server-"))
@@ -58,13 +59,19 @@ class ServerProcess:
             # A server that outlives a failed test ends by itself (and with it its kernels).
             self.command = ["timeout", "-s", "KILL", str(int(lifetime_s)), *self.command]
         self.cgroup_procs = cgroup_procs
+        self.extra_env = env or {}
         self.ready_path = ready_path  # answered once the server (and memguard) is up
         self.runtime_dir = self.root / ".runtime"
         self.log_path = self.root / f"server-{self.port}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 60) -> ServerProcess:
-        env = {**os.environ, "PYTHONPATH": str(REPO), "JUPYTER_RUNTIME_DIR": str(self.runtime_dir)}
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(REPO),
+            "JUPYTER_RUNTIME_DIR": str(self.runtime_dir),
+            **self.extra_env,
+        }
         procs = self.cgroup_procs
 
         def join_cgroup() -> None:  # runs in the child before exec: all it starts is inside

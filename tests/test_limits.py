@@ -147,3 +147,18 @@ def test_real_machine_budget():
     assert 0 < budget.limit_bytes <= budget.host_total_bytes
     assert 0 < budget.usage_bytes < budget.limit_bytes
     assert budget.limit_source in ("cgroup_v2", "cgroup_v1", "host")
+
+
+def test_spawner_mem_limit_counts_and_an_enforced_cgroup_wins_a_tie(tmp_path):
+    fake_v2(tmp_path, str(2 * GiB))
+    budget = read_budget(tree_rss_bytes=500, root=tmp_path, spawner_limit=GiB)
+    assert (budget.limit_bytes, budget.limit_source, budget.usage_bytes) == (
+        GiB,
+        "spawner_mem_limit",
+        500,
+    )
+    assert budget.candidates["spawner_mem_limit"] == GiB
+    tie = read_budget(root=tmp_path, spawner_limit=2 * GiB)
+    assert tie.limit_source == "cgroup_v2"
+    config = read_budget(configured_limit=GiB, root=tmp_path, spawner_limit=GiB)
+    assert config.limit_source == "config"

@@ -103,3 +103,26 @@ def test_readme_documents_every_setting():
     names = [n for n, t in MemGuard.class_own_traits().items() if t.metadata.get("config")]
     missing = [n for n in names if f"| `c.MemGuard.{n}` |" not in readme]
     assert not missing, f"settings missing from the README's table: {missing}"
+
+
+def test_spawner_mem_limit_from_the_environment():
+    hub = resolve_settings(defaults(), environ={"MEM_LIMIT": "1073741824"})
+    assert (hub.spawner_mem_limit_bytes, hub.spawner_mem_limit_problem) == (2**30, None)
+    assert resolve_settings(defaults(), environ={}).spawner_mem_limit_bytes is None
+    bad = resolve_settings(defaults(), environ={"MEM_LIMIT": "lots"})
+    assert bad.spawner_mem_limit_bytes is None and "MEM_LIMIT='lots' ignored" in str(
+        bad.spawner_mem_limit_problem
+    )
+    off = resolve_settings(
+        defaults(use_spawner_mem_limit=False), environ={"MEM_LIMIT": "1073741824"}
+    )
+    assert off.spawner_mem_limit_bytes is None
+
+
+def test_a_server_started_by_a_spawner_with_mem_limit_guards_it(tmp_path):
+    from .servers import ServerProcess
+
+    with ServerProcess(root=tmp_path, env={"MEM_LIMIT": str(600 * 2**20)}) as server:
+        status = server.get("api/memguard/status")
+        assert status["budget"]["limit_bytes"] == 600 * 2**20
+        assert status["budget"]["limit_source"] == "spawner_mem_limit"
