@@ -31,8 +31,9 @@ class MemGuard(ExtensionApp):
         [Int(), Unicode()],
         default_value="",
         help="Memory budget for this server and its kernels, in bytes or as '4G', '512MiB', "
-        "'1.5GB'. Empty: detect (cgroup v2 memory.max, cgroup v1 memory.limit_in_bytes, host "
-        "total). The effective budget is the smallest limit that applies.",
+        "'1.5GB'. Empty: detect (cgroup v2 memory.max, cgroup v1 memory.limit_in_bytes, the "
+        "MEM_LIMIT a JupyterHub spawner sets, host total). The effective budget is the smallest "
+        "limit that applies.",
     ).tag(config=True)
     kernel_memory_limit = Union(
         [Int(), Unicode()],
