@@ -64,7 +64,9 @@ class KernelHandle:
 
 
 @pytest.fixture
-def start_kernel(jp_fetch: Any, jp_serverapp: Any) -> Callable[..., Awaitable[KernelHandle]]:
+def start_kernel(
+    jp_fetch: Any, jp_serverapp: Any, jp_asyncio_loop: asyncio.AbstractEventLoop
+) -> Callable[..., Awaitable[KernelHandle]]:
     handles: list[KernelHandle] = []
 
     async def start(path: str | None = None) -> KernelHandle:
@@ -89,6 +91,21 @@ def start_kernel(jp_fetch: Any, jp_serverapp: Any) -> Callable[..., Awaitable[Ke
     yield start
     for handle in handles:
         handle.stop()
+    # A kernel the test killed may still be auto-restarting; shutting the server down in the
+    # middle of that trips jupyter_client (InvalidStateError on its `ready` future).
+    jp_asyncio_loop.run_until_complete(_restarts_settled(jp_serverapp, handles))
+
+
+async def _restarts_settled(
+    serverapp: Any, handles: list[KernelHandle], timeout: float = 30
+) -> None:
+    deadline = time.monotonic() + timeout
+    for handle in handles:
+        if handle.id not in serverapp.kernel_manager:
+            continue
+        kernel = serverapp.kernel_manager.get_kernel(handle.id)
+        while not kernel.ready.done() and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
 
 
 async def get_json(jp_fetch: Any, *parts: str, **params: Any) -> Any:
