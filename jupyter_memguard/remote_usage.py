@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import queue
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from jupyter_client.session import Session
+from jupyter_core.utils import ensure_async
 
 NOT_SUPPORTED = "kernel does not answer usage_request (memory not supported for this kernel)"
 WAITING = "waiting for the kernel's first usage_reply"
@@ -43,20 +45,28 @@ def parse_usage_reply(content: dict[str, Any], now: float) -> RemoteUsage:
 
 
 async def request_usage(kernel: Any, timeout: float) -> RemoteUsage | None:
-    """Ask one kernel for its usage on the control channel; None if it does not answer."""
+    """Ask one kernel for its usage on the control channel; None if it does not answer.
+
+    Works for ZMQ clients (local and remote provisioners) and for jupyter_server's gateway
+    client, whose channels are queues fed by a websocket.
+    """
     # A Session of its own (same key): short-lived clients sharing the manager's Session
     # stalled the other clients' iopub (seen with jupyter_client 8.10).
     session = Session(key=kernel.session.key, signature_scheme=kernel.session.signature_scheme)
     client = kernel.client(session=session)
-    client.start_channels(shell=False, iopub=False, stdin=False, hb=False, control=True)
+    # iopub too: the gateway client's router thread dies on a message for a channel it lacks,
+    # and the kernel's status messages come first.
+    await ensure_async(
+        client.start_channels(shell=False, iopub=True, stdin=False, hb=False, control=True)
+    )
     try:
         message = client.session.msg("usage_request", {})
+        message["channel"] = "control"  # the gateway's websocket routes by it; ZMQ ignores it
         client.control_channel.send(message)
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
-            try:
-                reply = await client.control_channel.get_msg(timeout=left)
-            except Exception:  # queue.Empty on timeout
+            reply = await _next_message(client.control_channel, left)
+            if reply is None:
                 return None
             if reply.get("parent_header", {}).get("msg_id") == message["header"]["msg_id"]:
                 if reply["header"].get("msg_type") != "usage_reply":
@@ -64,7 +74,24 @@ async def request_usage(kernel: Any, timeout: float) -> RemoteUsage | None:
                 return parse_usage_reply(reply.get("content", {}), time.time())
         return None
     finally:
-        client.stop_channels()
+        await ensure_async(client.stop_channels())
+
+
+async def _next_message(channel: Any, timeout: float) -> dict[str, Any] | None:
+    """The next message on a channel within ``timeout`` s, or None."""
+    if isinstance(channel, queue.Queue):
+        # The gateway client's queue: its own async get spins the event loop while it waits.
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                return channel.get_nowait()
+            except queue.Empty:
+                await asyncio.sleep(0.02)
+        return None
+    try:
+        return await channel.get_msg(timeout=timeout)
+    except Exception:  # queue.Empty on timeout
+        return None
 
 
 @dataclass

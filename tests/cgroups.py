@@ -81,17 +81,27 @@ def memory_cgroup(limit_bytes: int) -> Iterator[MemoryCgroup]:
     try:
         yield group
     finally:
-        for _ in range(50):
+        remove(group)
+
+
+def remove(group: MemoryCgroup) -> None:
+    """SIGKILL what is left in the cgroup, then remove it (nothing to do if it is gone)."""
+    for _ in range(50):
+        try:
             pids = group.procs()
-            if not pids:
-                break
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+        except FileNotFoundError:
+            return
+        if not pids:
+            break
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.1)
+    for _ in range(50):
+        try:
+            group.path.rmdir()
+            break
+        except FileNotFoundError:
+            break
+        except OSError:
             time.sleep(0.1)
-        for _ in range(50):
-            try:
-                path.rmdir()
-                break
-            except OSError:
-                time.sleep(0.1)

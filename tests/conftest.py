@@ -125,3 +125,15 @@ async def wait_for(
             return last
         await asyncio.sleep(step)
     raise AssertionError(f"condition not met within {timeout} s (last value: {last!r})")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: Any, call: Any) -> Any:
+    """A failing test's report gets ``failure_report()`` of each fixture value that has one
+    (e.g. the logs of tests/test_hub.py's JupyterHub deployment)."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for name, value in getattr(item, "funcargs", {}).items():
+            if callable(getattr(value, "failure_report", None)):
+                report.sections.append((f"{name}: failure report", value.failure_report()))
