@@ -284,8 +284,11 @@ class Monitor:
         )
 
     async def refresh_paths(self, max_age_s: float = 1.0) -> None:
-        """Notebook path of each kernel, from the session manager (cached for max_age_s)."""
-        if self.sm is None or time.monotonic() - self._paths_read_at < max_age_s:
+        """Notebook path of each kernel, from the session manager (cached for max_age_s;
+        0 reads afresh)."""
+        if self.sm is None:
+            return
+        if max_age_s > 0 and time.monotonic() - self._paths_read_at < max_age_s:
             return
         self._paths_read_at = time.monotonic()
         try:

@@ -406,6 +406,11 @@ class TerminationWatcher:
         )
 
     async def _record(self, seen: LastSeen, verdict: Classification) -> None:
+        if seen.path is None and self.monitor is not None:
+            # The session may be younger than the monitor's cached paths (e.g. a cell that
+            # fails in the kernel's first second): ask the session manager afresh.
+            await self.monitor.refresh_paths(max_age_s=0)
+            seen.path = self.monitor.paths.get(seen.kernel_id)
         record = TerminationRecord(
             id=None,
             kernel_id=seen.kernel_id,

@@ -162,6 +162,11 @@ async def test_gpu_oom_in_a_real_kernel_is_journalled_and_kept_as_evidence(
     pid = monitor.kernels[kernel.id].pid
     monitor.gpu = GpuReader(nvml=FakeNvml([device("NVIDIA H100", [(pid, 76 * GiB)])]))
     await monitor.tick()
+    # The error comes before any tick has seen the session (the monitor caches notebook paths
+    # for a second): the record must still name the notebook.
+    memguard.watcher.last_seen[kernel.id].path = None
+    monitor.paths = {}
+    monitor._paths_read_at = float("inf")
 
     ordinary = await kernel.run("1 / 0")
     assert ordinary["content"]["ename"] == "ZeroDivisionError"
