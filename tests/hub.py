@@ -34,12 +34,12 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from traitlets import Unicode
 
 from . import cgroups
-from .servers import REPO, free_port
+from .servers import REPO, free_port, wait_for
 
 try:
     from jupyterhub.spawner import SimpleLocalProcessSpawner
@@ -50,7 +50,6 @@ MiB = 2**20
 GiB = 2**30
 EXAMPLES = REPO / "examples"
 PROMETHEUS = "/usr/bin/prometheus"
-T = TypeVar("T")
 
 
 def missing_components() -> str | None:
@@ -145,18 +144,6 @@ def remove_registered_cgroups(registry: Path) -> None:
 
 # --------------------------------------------------------------------------------------------
 # Processes
-
-
-def wait_for(probe: Callable[[], T | None], timeout: float, what: str, step: float = 0.25) -> T:
-    """Poll ``probe`` until it returns something truthy; fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(step)
-    raise AssertionError(f"{what}: not within {timeout:.0f} s (last: {last!r})")
 
 
 class Guarded:

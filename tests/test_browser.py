@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from .servers import stop_process
+
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).parent / "artifacts"
 pytestmark = pytest.mark.browser
@@ -122,11 +124,7 @@ def lab(tmp_path: Path) -> Iterator[dict[str, Any]]:
     try:
         yield {"url": url, "token": token, "root": root, "log": tmp_path / "lab.log"}
     finally:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_process(process)
         log.close()
 
 

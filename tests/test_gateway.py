@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from .servers import ServerProcess, free_port
+from .servers import ServerProcess, free_port, stop_process, wait_for
 
 pytestmark = [
     pytest.mark.skipif(
@@ -64,24 +64,8 @@ def gateway(tmp_path: Path) -> Iterator[str]:
                 time.sleep(0.2)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         log.close()
-
-
-def wait_until(predicate, timeout: float = 60, step: float = 0.3):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(step)
-    raise AssertionError(f"not reached within {timeout} s (last: {last!r})")
 
 
 def test_gateway_kernel_memory_by_protocol_and_halt_through_the_manager(tmp_path, gateway):
@@ -97,7 +81,7 @@ def test_gateway_kernel_memory_by_protocol_and_halt_through_the_manager(tmp_path
             info = server.get(f"api/memguard/kernels/{kernel_id}")
             return info if info["memory"] else None
 
-        info = wait_until(measured)
+        info = wait_for(measured, 60, "gateway kernel measured by usage_reply")
         assert info["pid"] is None  # it runs in the gateway, not here
         assert info["memory"]["source"] == "usage_request"
         assert 20 * 2**20 < info["memory"]["rss_bytes"] < 2**30  # an idle ipykernel
@@ -113,7 +97,7 @@ def test_gateway_kernel_memory_by_protocol_and_halt_through_the_manager(tmp_path
             rows = server.get(f"api/memguard/terminations?kernel_id={kernel_id}")
             return rows["terminations"]
 
-        record = wait_until(recorded)[0]
+        record = wait_for(recorded, 60, "halt recorded in the journal")[0]
         assert record["verdict"] == "halted_by_memguard"
         assert record["pid"] is None
         # Forensics rests on what the protocol said: the last usage_reply's figure.
