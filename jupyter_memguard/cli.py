@@ -11,17 +11,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from . import forensics
+
 
 def human_bytes(value: int | None) -> str:
-    """1.2 GB style (decimal units), '-' for unknown."""
-    if value is None:
-        return "-"
-    size = float(value)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(size) < 1000 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{size:.1f} TB"
+    """1.2 GB style (decimal units, as in the journal's explanations), '-' for unknown."""
+    return "-" if value is None else forensics.human_bytes(value)
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:
