@@ -173,19 +173,20 @@ def _evidence(facts: TerminationFacts, matched: OomKill | None) -> dict[str, Any
     }
 
 
+def describe_gpu_oom(error: dict[str, Any]) -> str:
+    """'PyTorch OutOfMemoryError, tried to allocate 2.1 GB' style, from GpuOomError.to_json()."""
+    wanted = error.get("requested_bytes")
+    tried = f", tried to allocate {human_bytes(wanted)}" if wanted else ""
+    return f"{error.get('library')} {error.get('error_name')}{tried}"
+
+
 def _gpu_oom_phrase(facts: TerminationFacts) -> str:
     """' It had hit a GPU out-of-memory error before it ended (…).' or ''."""
     if not facts.gpu_oom_errors:
         return ""
-    last = facts.gpu_oom_errors[-1]
-    wanted = (
-        f", tried to allocate {human_bytes(last['requested_bytes'])}"
-        if last.get("requested_bytes")
-        else ""
-    )
     return (
-        f" It had hit a GPU out-of-memory error before it ended "
-        f"({last.get('library')} {last.get('error_name')}{wanted})."
+        " It had hit a GPU out-of-memory error before it ended "
+        f"({describe_gpu_oom(facts.gpu_oom_errors[-1])})."
     )
 
 
@@ -316,6 +317,7 @@ def classify_gpu_oom(
     limit_source: str | None = None,
 ) -> Classification:
     """A cell of the kernel failed with a GPU out-of-memory error; the kernel survived."""
+    error = oom.to_json()
     evidence = {
         "exit_signal": None,
         "exit_code": None,
@@ -323,14 +325,14 @@ def classify_gpu_oom(
         "peak_rss_bytes": None,
         "limit_bytes": limit_bytes,
         "limit_source": limit_source,
-        "gpu_oom": oom.to_json(),
+        "gpu_oom": error,
         "gpu": kernel_gpu,
         "gpu_last_bytes": kernel_gpu.get("used_bytes") if kernel_gpu else None,
     }
     return Classification(
         "gpu_out_of_memory",
         "confirmed",
-        f"A cell failed with a GPU out-of-memory error ({oom.summary()}); the kernel itself is "
+        f"A cell failed with a GPU out-of-memory error ({describe_gpu_oom(error)}); the kernel itself is "
         f"still running.{_gpu_phrase(kernel_gpu)}",
         evidence,
     )

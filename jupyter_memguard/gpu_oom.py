@@ -76,17 +76,6 @@ class GpuOomError:
             "at": self.at,
         }
 
-    def summary(self) -> str:
-        """'PyTorch OutOfMemoryError, tried to allocate 2.1 GB' style."""
-        from .forensics import human_bytes
-
-        wanted = (
-            f", tried to allocate {human_bytes(self.requested_bytes)}"
-            if self.requested_bytes
-            else ""
-        )
-        return f"{self.library} {self.error_name}{wanted}"
-
 
 def _requested(match: re.Match[str]) -> int | None:
     groups = match.groupdict()

@@ -88,9 +88,7 @@ class Monitor:
         self.runner = runner  # carries out actions (actions.ActionRunner); None = observe only
         self.kernels: dict[str, TrackedKernel] = {}
         self.paths: dict[str, str] = {}
-        self.budget: Budget = limits.read_budget(
-            settings.memory_limit_bytes, spawner_limit=settings.spawner_mem_limit_bytes
-        )
+        self.budget: Budget = self._read_budget()
         self.policy_state = PolicyState()
         self.interval = settings.poll_interval
         self.last_tick_at = 0.0
@@ -189,19 +187,19 @@ class Monitor:
             for kid, pid in pids.items()
         }
         server_tree = sampling.tree_rss(sampling.process_tree(os.getpid(), ppid_map))
-        budget = limits.read_budget(
-            self.settings.memory_limit_bytes,
-            server_tree,
-            spawner_limit=self.settings.spawner_mem_limit_bytes,
-        )
+        budget = self._read_budget(server_tree)
         gpu = self.gpu.read() if self.gpu.available else {}
         return TickSample(budget, trees, time.perf_counter() - started, gpu)
 
     def read_budget_now(self) -> Budget:
         """Read the budget and OOM counters again (thread-safe; for forensics at a death)."""
+        return self._read_budget(self.budget.usage_bytes)
+
+    def _read_budget(self, tree_rss_bytes: int = 0) -> Budget:
+        """The budget under this server's settings (configured and spawner limits)."""
         return limits.read_budget(
             self.settings.memory_limit_bytes,
-            self.budget.usage_bytes,
+            tree_rss_bytes,
             spawner_limit=self.settings.spawner_mem_limit_bytes,
         )
 
