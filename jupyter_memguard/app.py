@@ -162,11 +162,11 @@ class MemGuard(ExtensionApp):
             raise MemGuardConfigError(message) from None
 
     def initialize_settings(self) -> None:
-        from .actions import ActionRunner
-        from .events import EventEmitter
-        from .metrics import MetricsUpdater
-        from .monitor import Monitor
-        from .terminations import TerminationWatcher
+        from .forensics.watcher import TerminationWatcher
+        from .guard.actions import ActionRunner
+        from .guard.monitor import Monitor
+        from .views.events import EventEmitter
+        from .views.metrics import MetricsUpdater
 
         assert self.serverapp is not None and self.resolved is not None
         settings = self.resolved
@@ -201,7 +201,7 @@ class MemGuard(ExtensionApp):
         )
 
     def initialize_handlers(self) -> None:
-        from .handlers import handlers
+        from .views.handlers import handlers
 
         self.handlers.extend(handlers())
 

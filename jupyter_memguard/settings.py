@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .limits import parse_size
+from .probe.limits import parse_size
 
 
 class ConfigValueError(ValueError):

@@ -17,7 +17,7 @@ from .servers import REPO, ServerProcess
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run(
-        [sys.executable, "-m", "jupyter_memguard.cli", *args],
+        [sys.executable, "-m", "jupyter_memguard.views.cli", *args],
         capture_output=True,
         text=True,
         timeout=60,

@@ -6,7 +6,7 @@ import signal
 
 import pytest
 
-from jupyter_memguard.forensics import (
+from jupyter_memguard.forensics.classify import (
     TerminationFacts,
     classify,
     classify_child_oom,

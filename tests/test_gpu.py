@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from jupyter_memguard.gpu import GpuReader, kernel_gpu
+from jupyter_memguard.probe.gpu import GpuReader, kernel_gpu
 
 from .conftest import get_json, wait_for
 

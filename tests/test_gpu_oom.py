@@ -11,9 +11,9 @@ import signal
 
 import pytest
 
-from jupyter_memguard.forensics import TerminationFacts, classify, classify_gpu_oom
-from jupyter_memguard.gpu import GpuReader
-from jupyter_memguard.gpu_oom import parse_gpu_oom
+from jupyter_memguard.forensics.classify import TerminationFacts, classify, classify_gpu_oom
+from jupyter_memguard.probe.gpu import GpuReader
+from jupyter_memguard.probe.gpu_oom import parse_gpu_oom
 
 from .conftest import get_json, wait_for
 from .test_gpu import FakeNvml, device

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from jupyter_memguard.journal import Journal, JournalError, TerminationRecord
+from jupyter_memguard.forensics.journal import Journal, JournalError, TerminationRecord
 
 
 def record(
@@ -156,7 +156,7 @@ def test_concurrent_reader_in_another_process(tmp_path):
             sys.executable,
             "-c",
             "import sys, time\n"
-            "from jupyter_memguard.journal import Journal\n"
+            "from jupyter_memguard.forensics.journal import Journal\n"
             "seen = 0\n"
             "for _ in range(200):\n"
             "    j = Journal.open_readonly(sys.argv[1]); seen = max(seen, j.terminations()[1]); j.close()\n"

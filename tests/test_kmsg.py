@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from jupyter_memguard.kmsg import KmsgReader, KmsgRecord, oom_kills, parse_record
+from jupyter_memguard.probe.kmsg import KmsgReader, KmsgRecord, oom_kills, parse_record
 
 
 def test_parse_record():

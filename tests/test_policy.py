@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from jupyter_memguard.models import KernelView, Snapshot
-from jupyter_memguard.policy import (
+from jupyter_memguard.guard.policy import (
     PolicySettings,
     PolicyState,
     decide,
     level,
     next_interval,
 )
+from jupyter_memguard.models import KernelView, Snapshot
 
 MB = 1_000_000
 LIMIT = 1000 * MB  # per-kernel limit in most tests: warn 800, halt 900, kill 950

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from jupyter_memguard.remote_usage import NOT_SUPPORTED, parse_usage_reply
+from jupyter_memguard.probe.remote_usage import NOT_SUPPORTED, parse_usage_reply
 
 from .conftest import MiB, get_json, wait_for
 

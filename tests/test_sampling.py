@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from jupyter_memguard.sampling import (
+from jupyter_memguard.probe.proc import (
     History,
     build_ppid_map,
     process_tree,

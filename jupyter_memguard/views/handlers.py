@@ -11,8 +11,8 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
-from . import __version__
-from .models import Verdict
+from .. import __version__
+from ..models import Verdict
 
 KERNEL_ID = r"(?P<kernel_id>[\w-]+)"
 VERDICTS = frozenset(get_args(Verdict))

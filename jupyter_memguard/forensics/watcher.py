@@ -16,8 +16,12 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from .events import EventEmitter
-from .forensics import (
+from ..probe.gpu_oom import GpuOomError, parse_gpu_oom
+from ..probe.iopub import KernelErrorListener
+from ..probe.kmsg import KmsgReader, oom_kills
+from ..settings import MemGuardSettings
+from ..views.events import EventEmitter
+from .classify import (
     Classification,
     OomKill,
     TerminationFacts,
@@ -25,11 +29,7 @@ from .forensics import (
     classify_child_oom,
     classify_gpu_oom,
 )
-from .gpu_oom import GpuOomError, parse_gpu_oom
 from .journal import Journal, TerminationRecord
-from .kernel_errors import KernelErrorListener
-from .kmsg import KmsgReader, oom_kills
-from .settings import MemGuardSettings
 
 KERNEL_ACTIONS = "https://events.jupyter.org/jupyter_server/kernel_actions/v1"
 KMSG_CHECKPOINT = "kmsg_seq"
@@ -157,7 +157,7 @@ class TerminationWatcher:
 
     def _unsampled(self, kernel_id: str) -> LastSeen:
         """What is known of a kernel that no tick has sampled yet."""
-        from .monitor import kernel_pid
+        from ..guard.monitor import kernel_pid
 
         try:
             kernel = self.km.get_kernel(kernel_id)

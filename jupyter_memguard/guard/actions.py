@@ -14,8 +14,8 @@ import signal
 import time
 from typing import Any, Protocol
 
-from .events import EventEmitter
-from .models import Action
+from ..models import Action
+from ..views.events import EventEmitter
 
 
 class IntentStore(Protocol):

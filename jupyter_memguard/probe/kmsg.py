@@ -11,7 +11,7 @@ import errno
 import os
 from dataclasses import dataclass
 
-from .forensics import OomKill, parse_oom_line
+from ..forensics.classify import OomKill, parse_oom_line
 
 
 @dataclass(frozen=True)

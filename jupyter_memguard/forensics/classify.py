@@ -7,8 +7,8 @@ import signal
 from dataclasses import dataclass
 from typing import Any
 
-from .gpu_oom import GpuOomError
-from .models import Confidence, Verdict
+from ..models import Confidence, Verdict
+from ..probe.gpu_oom import GpuOomError
 
 _KMSG_PREFIX = re.compile(r"^\d+,\d+,\d+,[^;]*;")
 _DMESG_PREFIX = re.compile(r"^\[\s*\d+\.\d+\]\s*")

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .models import ProcessTreeMemory
+from ..models import ProcessTreeMemory
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 

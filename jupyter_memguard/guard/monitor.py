@@ -15,12 +15,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import limits, sampling
-from .gpu import GpuProcessUsage, GpuReader, kernel_gpu
-from .models import Budget, KernelView, ProcessTreeMemory, Snapshot
+from ..models import Budget, KernelView, ProcessTreeMemory, Snapshot
+from ..probe import limits
+from ..probe import proc as sampling
+from ..probe.gpu import GpuProcessUsage, GpuReader, kernel_gpu
+from ..probe.remote_usage import RemoteUsagePoller
+from ..settings import MemGuardSettings
 from .policy import PolicySettings, PolicyState, decide, level, next_interval
-from .remote_usage import RemoteUsagePoller
-from .settings import MemGuardSettings
 
 
 @dataclass

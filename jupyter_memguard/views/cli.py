@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from . import forensics
+from ..forensics import classify as forensics
 
 
 def human_bytes(value: int | None) -> str:
@@ -93,8 +93,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_terminations(args: argparse.Namespace) -> int:
-    from .app import default_journal_path
-    from .journal import Journal
+    from ..app import default_journal_path
+    from ..forensics.journal import Journal
 
     path = Path(args.journal) if args.journal else default_journal_path()
     try:

@@ -6,7 +6,7 @@ from typing import Any, get_args
 
 from prometheus_client import Counter, Gauge
 
-from .models import Verdict
+from ..models import Verdict
 
 # Created once per process: a second server in the same process shares them.
 KERNEL_RSS = Gauge(

@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Literal
 
-from .models import Action, KernelView, Snapshot
+from ..models import Action, KernelView, Snapshot
 
 Stage = Literal["none", "interrupted", "restarted", "shutdown", "killed"]
 Level = Literal["ok", "warning", "critical"]

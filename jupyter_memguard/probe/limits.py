@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .models import Budget
+from ..models import Budget
 
 # cgroup v1 reports "no limit" as a huge page-aligned number close to 2**63.
 _V1_UNLIMITED = 1 << 62
