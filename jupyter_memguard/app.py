@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +143,11 @@ class MemGuard(ExtensionApp):
         help="Count the MEM_LIMIT a JupyterHub spawner sets (Spawner.mem_limit) as a limit, "
         "so memguard enforces it where no container does.",
     ).tag(config=True)
+    display_units = Unicode(
+        "binary",
+        help="Units of the figures memguard writes (notices, journal, CLI): 'binary' (MiB, GiB: "
+        "a configured '600M' reads back as '600 MiB') or 'decimal' (MB, GB).",
+    ).tag(config=True)
     kmsg_path = Unicode("/dev/kmsg", help="Kernel log device read for OOM-killer lines.").tag(
         config=True
     )
@@ -162,40 +168,53 @@ class MemGuard(ExtensionApp):
             raise MemGuardConfigError(message) from None
 
     def initialize_settings(self) -> None:
-        from .forensics.watcher import TerminationWatcher
+        """Wire the stages along the data flow: monitor → policy → actions; deaths → recorder."""
+        from .forensics.recorder import Recorder, open_journal
+        from .forensics.sources import DeathSources
         from .guard.actions import ActionRunner
         from .guard.monitor import Monitor
         from .views.events import EventEmitter
         from .views.metrics import MetricsUpdater
 
         assert self.serverapp is not None and self.resolved is not None
+        if not self.resolved.journal_path:
+            self.resolved = replace(self.resolved, journal_path=str(default_journal_path()))
         settings = self.resolved
-        if not settings.journal_path:
-            settings = _with_journal_path(settings)
-            self.resolved = settings
-        self.events = EventEmitter(getattr(self.serverapp, "event_logger", None), self.log)
-        self.watcher = TerminationWatcher(settings, self.serverapp, self.events, self.log)
-        self.runner = ActionRunner(
-            self.serverapp.kernel_manager, self.watcher.journal, self.events, self.log
-        )
+        serverapp = self.serverapp
+        km = serverapp.kernel_manager
+        event_logger = getattr(serverapp, "event_logger", None)
+        self.events = EventEmitter(event_logger, self.log)
+        journal = open_journal(settings, self.log)
+        self.runner = ActionRunner(settings, km, journal, self.events, self.log)
         self.monitor = Monitor(
-            settings,
-            self.serverapp.kernel_manager,
-            self.serverapp.session_manager,
-            self.log,
-            self.runner,
+            settings, km, serverapp.session_manager, self.log, act=self.runner.carry_out
         )
-        self.watcher.attach(self.monitor, self.runner)
+        self.recorder = Recorder(journal, self.events, self.log, self.monitor.path_of)
+        self.deaths = DeathSources(
+            settings,
+            km,
+            event_logger,
+            self.recorder,
+            self.log,
+            first_tick=self.monitor.latest,
+            read_budget=self.monitor.read_budget_now,
+            track=self.monitor.kernel_started,
+        )
         self.metrics = MetricsUpdater()
-        self.monitor.on_tick.append(self.metrics.on_tick)
-        self.watcher.on_recorded.append(self.metrics.count_termination)
+        self.monitor.on_tick.extend(
+            [self.runner.steer_oom_killer, self.deaths.on_tick, self.metrics.on_tick]
+        )
+        self.monitor.on_kernel_gone.append(self.deaths.on_kernel_gone)
+        self.deaths.on_kernel_ended.append(self.runner.forget)
+        self.recorder.on_recorded.append(self.metrics.count_termination)
         self.settings["memguard"] = self
         if settings.spawner_mem_limit_problem:
             self.log.warning("memguard: %s", settings.spawner_mem_limit_problem)
+        budget = self.monitor.latest.budget
         self.log.info(
             "memguard: budget %s bytes from %s; guard %s%s",
-            self.monitor.budget.limit_bytes,
-            self.monitor.budget.limit_source,
+            budget.limit_bytes,
+            budget.limit_source,
             "on" if settings.guard_enabled else "off",
             " (dry run)" if settings.dry_run else "",
         )
@@ -206,20 +225,25 @@ class MemGuard(ExtensionApp):
         self.handlers.extend(handlers())
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
-        await self.watcher.start()
+        await self.deaths.start()
         await self.monitor.start()
 
     async def stop_extension(self) -> None:
         monitor = getattr(self, "monitor", None)
         if monitor is not None:
             await monitor.stop()
-            await self.watcher.stop()
+            await self.deaths.stop()
 
 
-def _with_journal_path(settings: MemGuardSettings) -> MemGuardSettings:
-    from dataclasses import replace
-
-    return replace(settings, journal_path=str(default_journal_path()))
+def default_settings(**changes: Any) -> MemGuardSettings:
+    """The settings of a MemGuard configured only with ``changes`` (trait names; for tests)."""
+    traits = MemGuard.class_own_traits(config=True)
+    raw = {name: trait.default() for name, trait in traits.items()}
+    unknown = set(changes) - set(raw)
+    if unknown:
+        raise KeyError(f"not MemGuard settings: {sorted(unknown)}")
+    raw.update(changes)
+    return resolve_settings(raw, environ={})
 
 
 def default_journal_path() -> Path:

@@ -1,8 +1,13 @@
-"""Plain data shared by every part of memguard: samples, snapshots, actions, terminations."""
+"""The shared vocabulary of memguard: budget, samples, the per-tick snapshot, actions.
+
+All frozen: a stage reads the Tick the stage before it published and never reaches back.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from types import MappingProxyType
 from typing import Any, Literal
 
 LimitSource = Literal["config", "cgroup_v2", "cgroup_v1", "spawner_mem_limit", "host"]
@@ -60,27 +65,62 @@ class ProcessTreeMemory:
 
 
 @dataclass(frozen=True)
-class KernelView:
-    """What the policy knows about one kernel: memory, activity and protection."""
+class KernelState:
+    """One kernel as one tick saw it: identity, activity, limit, memory. Immutable.
+
+    ``memory`` is None while the kernel cannot be measured (no local process, not sampled yet,
+    its process has ended); ``unavailable_reason`` says why.
+    """
 
     kernel_id: str
-    rss_bytes: int | None
-    growth_bytes_per_s: float = 0.0
-    idle_seconds: float = 0.0
+    name: str = ""
+    pid: int | None = None
+    pgid: int | None = None
+    pids: tuple[int, ...] = ()
+    path: str | None = None
+    started_at: float = 0.0
     execution_state: str = "idle"
+    idle_seconds: float = 0.0
     connections: int = 0
     protected: bool = False
-    path: str | None = None
+    limit_bytes: int = 0
+    limit_source: str = ""
+    memory: ProcessTreeMemory | None = None
+    unavailable_reason: str | None = None
+    growth_bytes_per_s: float = 0.0
+    peak_bytes: int = 0
+    gpu: dict[str, Any] | None = None
+    history: tuple[tuple[float, int], ...] = ()
+
+    @property
+    def usage_bytes(self) -> int | None:
+        """The figure the guard decides on (None: not measured)."""
+        return self.memory.rss_bytes if self.memory is not None else None
+
+    @property
+    def busy(self) -> bool:
+        """Running code. 'starting' or 'unknown' is not busy: such a kernel runs nothing."""
+        return self.execution_state == "busy"
 
 
 @dataclass(frozen=True)
-class Snapshot:
-    """The input of one policy decision: time, budget and every kernel."""
+class Tick:
+    """Everything one monitor pass saw, published whole: the one input of every later stage."""
 
-    now: float
-    budget_limit_bytes: int
-    budget_usage_bytes: int
-    kernels: tuple[KernelView, ...]
+    number: int
+    at: float
+    budget: Budget
+    kernels: Mapping[str, KernelState]
+    interval_s: float = 0.0
+    sample_cost_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.kernels, MappingProxyType):
+            object.__setattr__(self, "kernels", MappingProxyType(dict(self.kernels)))
+
+    @property
+    def kernels_usage_bytes(self) -> int:
+        return sum(k.usage_bytes or 0 for k in self.kernels.values())
 
 
 ActionKind = Literal["warn", "interrupt", "restart", "shutdown", "kill", "cull"]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from .probe.limits import parse_size
+from .units import Units, parse_size
 
 
 class ConfigValueError(ValueError):
@@ -36,7 +36,12 @@ class KernelLimit:
 
 @dataclass(frozen=True)
 class MemGuardSettings:
-    """Every knob of memguard, validated."""
+    """Every knob of memguard, validated: the one definition every stage reads.
+
+    Field names are the ``c.MemGuard`` trait names (sizes parsed to ``*_bytes``). The policy
+    reads these fields directly and the status JSON is derived from them (``to_json``), so a
+    setting is spelled once here and once as its trait, nowhere else.
+    """
 
     memory_limit_bytes: int | None
     kernel_memory_limit: KernelLimit
@@ -68,8 +73,17 @@ class MemGuardSettings:
     journal_max_days: float
     kmsg_path: str
     detect_gpu_oom: bool = True
+    display_units: Units = "binary"
     spawner_mem_limit_bytes: int | None = None  # MEM_LIMIT, set by JupyterHub spawners
     spawner_mem_limit_problem: str | None = None  # why a MEM_LIMIT given was not used
+
+    def to_json(self) -> dict[str, Any]:
+        """The settings in force, for /api/memguard/status (the journal path is not private)."""
+        data = asdict(self)
+        data["kernel_memory_limit"] = asdict(self.kernel_memory_limit)
+        data["protected_kernels"] = list(self.protected_kernels)
+        data.pop("spawner_mem_limit_problem")
+        return data
 
 
 def _size(name: str, value: Any, allow_empty: bool = True) -> int | None:
@@ -105,6 +119,15 @@ def _number(name: str, value: Any, minimum: float, maximum: float = math.inf) ->
     return number
 
 
+UNIT_CHOICES = ("binary", "decimal")
+
+
+def _choice(name: str, value: Any, choices: tuple[str, ...]) -> Any:
+    if value not in choices:
+        raise ConfigValueError(name, f"must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
 def spawner_mem_limit(environ: Mapping[str, str]) -> tuple[int | None, str | None]:
     """The limit a JupyterHub spawner passed in MEM_LIMIT (bytes), or why it is unusable."""
     value = environ.get("MEM_LIMIT", "").strip()
@@ -137,9 +160,7 @@ def resolve_settings(
         raise ConfigValueError(
             "min_poll_interval", f"must not exceed poll_interval ({poll}), got {min_poll}"
         )
-    action = str(raw["action"])
-    if action not in ("interrupt", "restart"):
-        raise ConfigValueError("action", f"must be 'interrupt' or 'restart', got {action!r}")
+    action = _choice("action", str(raw["action"]), ("interrupt", "restart"))
     oom_score_adj = raw["oom_score_adj"]
     if oom_score_adj is not None:
         oom_score_adj = int(_number("oom_score_adj", oom_score_adj, -1000, 1000))
@@ -179,6 +200,7 @@ def resolve_settings(
         journal_max_days=_number("journal_max_days", raw["journal_max_days"], 0.001),
         kmsg_path=str(raw["kmsg_path"]),
         detect_gpu_oom=bool(raw.get("detect_gpu_oom", True)),
+        display_units=_choice("display_units", raw.get("display_units", "binary"), UNIT_CHOICES),
         spawner_mem_limit_bytes=hub_limit,
         spawner_mem_limit_problem=hub_problem,
     )

@@ -107,7 +107,7 @@ def test_kernel_log_match_confirms_oom():
     )
     assert (result.verdict, result.confidence) == ("oom_killed", "confirmed")
     assert result.evidence["matched_pid"] == 101 and result.evidence["kmsg_lines"] == [oom.raw]
-    assert "3.9 GB of a 4.0 GB limit (cgroup v2)" in result.explanation
+    assert "3.6 GiB of a 3.7 GiB limit (cgroup v2)" in result.explanation
 
 
 def test_log_line_of_another_process_does_not_count():

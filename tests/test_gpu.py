@@ -98,7 +98,7 @@ async def test_kernel_gpu_memory_in_the_api_and_metrics(jp_fetch, memguard, star
     without = await start_kernel()
     monitor = memguard.monitor
     await monitor.tick()
-    pid = monitor.kernels[with_gpu.id].pid
+    pid = monitor.latest.kernels[with_gpu.id].pid
     monitor.gpu = GpuReader(nvml=FakeNvml([device("A100", [(pid, 3 * GiB)])]))
     await monitor.tick()
     info = await get_json(jp_fetch, "kernels", with_gpu.id)

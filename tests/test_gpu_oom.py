@@ -119,9 +119,9 @@ def test_gpu_oom_record_names_the_kernels_gpu_memory():
     }
     result = classify_gpu_oom(oom, gpu, kernel_rss_bytes=3 * GiB, limit_bytes=16 * GiB)
     assert (result.verdict, result.confidence) == ("gpu_out_of_memory", "confirmed")
-    assert "PyTorch OutOfMemoryError, tried to allocate 2.1 GB" in result.explanation
+    assert "PyTorch OutOfMemoryError, tried to allocate 2 GiB" in result.explanation
     assert "still running" in result.explanation
-    assert "81.6 GB of 85.9 GB on GPU 0 (NVIDIA H100)" in result.explanation
+    assert "76 GiB of 80 GiB on GPU 0 (NVIDIA H100)" in result.explanation
     assert result.evidence["gpu_oom"]["requested_bytes"] == 2 * GiB
     assert result.evidence["gpu_last_bytes"] == 76 * GiB
     no_gpu = classify_gpu_oom(oom)
@@ -159,13 +159,13 @@ async def test_gpu_oom_in_a_real_kernel_is_journalled_and_kept_as_evidence(
     kernel = await start_kernel("train.ipynb")
     await monitor.tick()
     await wait_for(lambda: _listening(memguard, kernel.id))
-    pid = monitor.kernels[kernel.id].pid
+    pid = monitor.latest.kernels[kernel.id].pid
     monitor.gpu = GpuReader(nvml=FakeNvml([device("NVIDIA H100", [(pid, 76 * GiB)])]))
     await monitor.tick()
     # The error comes before any tick has seen the session (the monitor caches notebook paths
     # for a second): the record must still name the notebook.
-    memguard.watcher.last_seen[kernel.id].path = None
-    monitor.paths = {}
+    memguard.deaths.last_seen[kernel.id].path = None
+    monitor._paths = {}
     monitor._paths_read_at = float("inf")
 
     ordinary = await kernel.run("1 / 0")
@@ -203,7 +203,7 @@ async def test_gpu_oom_in_a_real_kernel_is_journalled_and_kept_as_evidence(
 
 async def _listening(memguard, kernel_id):
     await memguard.monitor.tick()
-    listener = memguard.watcher.kernel_errors
+    listener = memguard.deaths.kernel_errors
     return listener is not None and kernel_id in listener._subscriptions
 
 
@@ -211,7 +211,7 @@ async def _listening(memguard, kernel_id):
 async def test_detection_can_be_turned_off(jp_fetch, memguard, start_kernel):
     kernel = await start_kernel()
     await memguard.monitor.tick()
-    assert memguard.watcher.kernel_errors is None
+    assert memguard.deaths.kernel_errors is None
     await kernel.run(RAISE_TORCH_OOM)
     await memguard.monitor.tick()
     assert await gpu_oom_records(jp_fetch, kernel.id) == []

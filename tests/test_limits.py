@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_memguard.probe.limits import find_cgroup, parse_size, read_budget
+from jupyter_memguard.probe.limits import find_cgroup, read_budget
+from jupyter_memguard.units import parse_size
 
 GiB = 1024**3
 MEMINFO = "MemTotal:       16000000 kB\nMemFree:         1000000 kB\nMemAvailable:   12000000 kB\n"

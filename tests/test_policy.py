@@ -4,38 +4,36 @@ from __future__ import annotations
 
 import pytest
 
-from jupyter_memguard.guard.policy import (
-    PolicySettings,
-    PolicyState,
-    decide,
-    level,
-    next_interval,
-)
-from jupyter_memguard.models import KernelView, Snapshot
+from jupyter_memguard.app import default_settings
+from jupyter_memguard.guard.policy import PolicyState, decide, level, next_interval
+from jupyter_memguard.models import Budget, KernelState, ProcessTreeMemory, Tick
+from jupyter_memguard.settings import ConfigValueError, MemGuardSettings
 
 MB = 1_000_000
 LIMIT = 1000 * MB  # per-kernel limit in most tests: warn 800, halt 900, kill 950
 BIG_BUDGET = 100_000 * MB
 
 
-def settings(**changes) -> PolicySettings:
-    base = {"kernel_memory_limit_bytes": LIMIT, "interrupt_grace_s": 2.0, "shutdown_grace_s": 3.0}
+def settings(**changes) -> MemGuardSettings:
+    base = {"kernel_memory_limit": LIMIT, "interrupt_grace": 2.0, "shutdown_grace": 3.0}
     base.update(changes)
-    return PolicySettings(**base)
+    return default_settings(**base)
 
 
-def kernel(kid: str = "k", rss: int | None = 100 * MB, **kw) -> KernelView:
-    return KernelView(kernel_id=kid, rss_bytes=rss, **kw)
+def kernel(kid: str = "k", rss: int | None = 100 * MB, **kw) -> KernelState:
+    memory = None if rss is None else ProcessTreeMemory(1, rss, rss, (1,), 0.0)
+    return KernelState(kernel_id=kid, memory=memory, **kw)
 
 
 def snap(
-    now: float, *kernels: KernelView, budget: int = BIG_BUDGET, usage: int | None = None
-) -> Snapshot:
-    used = usage if usage is not None else sum(k.rss_bytes or 0 for k in kernels)
-    return Snapshot(now=now, budget_limit_bytes=budget, budget_usage_bytes=used, kernels=kernels)
+    now: float, *kernels: KernelState, budget: int = BIG_BUDGET, usage: int | None = None
+) -> Tick:
+    used = usage if usage is not None else sum(k.usage_bytes or 0 for k in kernels)
+    limits = Budget(budget, "config", used, "test", budget)
+    return Tick(number=0, at=now, budget=limits, kernels={k.kernel_id: k for k in kernels})
 
 
-def run(steps, config: PolicySettings, state: PolicyState | None = None):
+def run(steps, config: MemGuardSettings, state: PolicyState | None = None):
     """Feed (time, kernels...) steps; return the actions of each step and the final state."""
     state = state or PolicyState()
     out = []
@@ -118,7 +116,14 @@ def test_warn_action_carries_figures_and_reason():
     (warn,) = actions
     assert warn.usage_bytes == 850 * MB and warn.limit_bytes == LIMIT
     assert warn.trigger == "kernel_limit"
-    assert "850.0 MB" in warn.reason and "1.0 GB" in warn.reason
+    assert "810.6 MiB" in warn.reason and "953.7 MiB" in warn.reason
+    # A configured limit reads back as configured, in the units chosen.
+    actions, _ = decide(
+        snap(0, kernel(rss=500 * 2**20)), settings(kernel_memory_limit="600M"), PolicyState()
+    )
+    assert actions[0].reason == "kernel uses 500 MiB, over 80% of its 600 MiB limit"
+    decimal = settings(display_units="decimal")
+    assert "850 MB" in decide(snap(0, kernel(rss=850 * MB)), decimal, PolicyState())[0][0].reason
 
 
 def test_protected_and_unmeasured_kernels_are_never_acted_on():
@@ -133,7 +138,7 @@ def test_protected_and_unmeasured_kernels_are_never_acted_on():
 
 
 def test_budget_limit_applies_per_kernel_without_a_kernel_limit():
-    config = settings(kernel_memory_limit_bytes=None)
+    config = settings(kernel_memory_limit="")
     actions, _ = decide(
         snap(0, kernel(rss=920 * MB), budget=LIMIT, usage=300 * MB), config, PolicyState()
     )
@@ -141,7 +146,7 @@ def test_budget_limit_applies_per_kernel_without_a_kernel_limit():
 
 
 def test_budget_victim_is_the_largest_then_fastest():
-    config = settings(kernel_memory_limit_bytes=None, cull_under_pressure=False)
+    config = settings(kernel_memory_limit="", cull_under_pressure=False)
     kernels = (
         kernel("a", rss=300 * MB, growth_bytes_per_s=1, execution_state="busy"),
         kernel("b", rss=400 * MB, growth_bytes_per_s=1, execution_state="busy"),
@@ -159,7 +164,7 @@ def test_budget_victim_is_the_largest_then_fastest():
 
 
 def test_budget_victim_released_when_pressure_ends():
-    config = settings(kernel_memory_limit_bytes=None, cull_under_pressure=False)
+    config = settings(kernel_memory_limit="", cull_under_pressure=False)
     busy = kernel("a", rss=500 * MB, execution_state="busy")
     _, state = decide(snap(0, busy, budget=1000 * MB, usage=950 * MB - 1), config, PolicyState())
     assert state.budget_victim == "a"
@@ -168,7 +173,7 @@ def test_budget_victim_released_when_pressure_ends():
 
 
 def test_budget_kill_fraction_kills_the_victim_at_once():
-    config = settings(kernel_memory_limit_bytes=None, cull_under_pressure=False)
+    config = settings(kernel_memory_limit="", cull_under_pressure=False)
     actions, _ = decide(
         snap(
             0, kernel("a", rss=500 * MB, execution_state="busy"), budget=1000 * MB, usage=960 * MB
@@ -180,9 +185,7 @@ def test_budget_kill_fraction_kills_the_victim_at_once():
 
 
 def test_headroom_floor_counts_as_exhausted():
-    config = settings(
-        kernel_memory_limit_bytes=None, cull_under_pressure=False, min_headroom_bytes=200 * MB
-    )
+    config = settings(kernel_memory_limit="", cull_under_pressure=False, min_headroom=200 * MB)
     actions, _ = decide(
         snap(
             0, kernel("a", rss=100 * MB, execution_state="busy"), budget=1000 * MB, usage=850 * MB
@@ -194,7 +197,7 @@ def test_headroom_floor_counts_as_exhausted():
 
 
 def test_protected_kernel_is_never_the_budget_victim():
-    config = settings(kernel_memory_limit_bytes=None, cull_under_pressure=False)
+    config = settings(kernel_memory_limit="", cull_under_pressure=False)
     kernels = (
         kernel("big", rss=700 * MB, protected=True),
         kernel("small", rss=100 * MB, execution_state="busy"),
@@ -207,7 +210,7 @@ def test_protected_kernel_is_never_the_budget_victim():
 
 
 def test_pressure_culls_idle_kernels_largest_first_before_halting_busy_ones():
-    config = settings(kernel_memory_limit_bytes=None)
+    config = settings(kernel_memory_limit="")
     kernels = (
         kernel("idle-small", rss=100 * MB),
         kernel("idle-big", rss=300 * MB),
@@ -227,7 +230,7 @@ def test_pressure_culls_idle_kernels_largest_first_before_halting_busy_ones():
 
 
 def test_pressure_culls_only_as_many_as_needed_then_halts():
-    config = settings(kernel_memory_limit_bytes=None)
+    config = settings(kernel_memory_limit="")
     kernels = (
         kernel("i1", rss=50 * MB),
         kernel("i2", rss=40 * MB),
@@ -251,7 +254,7 @@ def test_pressure_from_a_runaway_spares_idle_bystanders():
     # 850 of 1000: over warn; the runaway reaches the halt line (900) in 0.25 s: no cull.
     actions, state = decide(
         snap(0, *kernels, budget=1000 * MB, usage=850 * MB),
-        settings(kernel_memory_limit_bytes=None),
+        settings(kernel_memory_limit=""),
         PolicyState(),
     )
     assert [a for a in actions if a.kind == "cull"] == []
@@ -264,7 +267,7 @@ def test_pressure_from_a_runaway_spares_idle_bystanders():
             budget=1000 * MB,
             usage=920 * MB,
         ),
-        settings(kernel_memory_limit_bytes=None),
+        settings(kernel_memory_limit=""),
         state,
     )
     assert {a.kernel_id for a in actions} == {"runaway"} and state.budget_victim == "runaway"
@@ -277,7 +280,7 @@ def test_pressure_from_a_runaway_spares_idle_bystanders():
             budget=1000 * MB,
             usage=850 * MB,
         ),
-        settings(kernel_memory_limit_bytes=None, runaway_horizon_s=1),
+        settings(kernel_memory_limit="", runaway_horizon=1),
         PolicyState(),
     )
     assert [(a.kind, a.kernel_id) for a in actions] == [("cull", "idle")]
@@ -304,7 +307,7 @@ def test_interrupted_kernel_holding_its_memory_is_shut_down():
 def test_no_pressure_cull_while_a_halt_is_under_way():
     big = kernel("big", rss=750 * MB, execution_state="busy")
     idle = kernel("idle", rss=100 * MB)
-    config = settings(kernel_memory_limit_bytes=None)
+    config = settings(kernel_memory_limit="")
     actions, state = decide(snap(0, big, budget=1000 * MB, usage=920 * MB), config, PolicyState())
     assert [(a.kind, a.kernel_id) for a in actions] == [("interrupt", "big")]
     # Interrupted, still holding 850 of 1000 (over warn): the halt goes on, the idle one stays.
@@ -316,29 +319,29 @@ def test_no_pressure_cull_while_a_halt_is_under_way():
 
 def test_cull_busy_and_cull_connected_are_respected():
     for config, expected in [
-        (settings(kernel_memory_limit_bytes=None, idle_timeout_s=10), {"c"}),
-        (settings(kernel_memory_limit_bytes=None, idle_timeout_s=10, cull_connected=False), set()),
-        (settings(kernel_memory_limit_bytes=None, idle_timeout_s=10, cull_busy=True), {"b", "c"}),
+        (settings(kernel_memory_limit="", idle_timeout=10), {"c"}),
+        (settings(kernel_memory_limit="", idle_timeout=10, cull_connected=False), set()),
+        (settings(kernel_memory_limit="", idle_timeout=10, cull_busy=True), {"b", "c"}),
     ]:
         old = (
-            KernelView("c", 300 * MB, idle_seconds=20, connections=2),
-            KernelView("b", 300 * MB, idle_seconds=20, execution_state="busy"),
+            kernel("c", 300 * MB, idle_seconds=20, connections=2),
+            kernel("b", 300 * MB, idle_seconds=20, execution_state="busy"),
         )
         actions, _ = decide(snap(0, *old), config, PolicyState())
         assert {a.kernel_id for a in actions if a.kind == "cull"} == expected
 
 
 def test_idle_timeout_culls_once():
-    config = settings(idle_timeout_s=60)
-    young = KernelView("y", 100 * MB, idle_seconds=59)
-    old = KernelView("o", 100 * MB, idle_seconds=61)
+    config = settings(idle_timeout=60)
+    young = kernel("y", 100 * MB, idle_seconds=59)
+    old = kernel("o", 100 * MB, idle_seconds=61)
     out, _ = run([(0, young, old), (1, young, old)], config)
     assert out == [[("cull", "o")], []]
     assert [a.trigger for a in decide(snap(0, young, old), config, PolicyState())[0]] == ["idle"]
 
 
 def test_no_idle_culling_by_default():
-    out, _ = run([(0, KernelView("o", 100 * MB, idle_seconds=10**6))], settings())
+    out, _ = run([(0, kernel("o", 100 * MB, idle_seconds=10**6))], settings())
     assert out == [[]]
 
 
@@ -373,8 +376,8 @@ def test_level():
 
 
 def test_next_interval_bounds():
-    config = settings(min_interval_s=0.05, max_interval_s=2.0)
-    roomy = settings(kernel_memory_limit_bytes=16 * 10**9, min_interval_s=0.05, max_interval_s=2.0)
+    config = settings(min_poll_interval=0.05, poll_interval=2.0)
+    roomy = settings(kernel_memory_limit=16 * 10**9, min_poll_interval=0.05, poll_interval=2.0)
     assert next_interval(snap(0, kernel(rss=10 * MB)), roomy) == 2.0
     # A small limit is close in absolute terms: 940 MB at 2 GiB/s is 0.44 s away.
     assert next_interval(snap(0, kernel(rss=10 * MB)), config) == pytest.approx(940 * MB / 2**31)
@@ -387,7 +390,7 @@ def test_next_interval_bounds():
 @pytest.mark.parametrize("limit_gib", [2, 4, 16])
 def test_next_interval_keeps_up_with_2_gb_per_second(limit_gib):
     limit = limit_gib * 2**30
-    config = PolicySettings(kernel_memory_limit_bytes=limit)
+    config = settings(kernel_memory_limit=limit)
     rate = 2 * 2**30
     for fraction in (0.1, 0.5, 0.8, 0.85, 0.89, 0.899):
         rss = int(limit * fraction)
@@ -398,7 +401,7 @@ def test_next_interval_keeps_up_with_2_gb_per_second(limit_gib):
     just_under = int(2 * 2**30 * 0.9) - 1
     gap = 0.05 * 2 * 2**30
     interval = next_interval(
-        snap(0, kernel(rss=just_under)), PolicySettings(kernel_memory_limit_bytes=2 * 2**30)
+        snap(0, kernel(rss=just_under)), settings(kernel_memory_limit=2 * 2**30)
     )
     assert interval * rate <= gap + 1024
 
@@ -406,16 +409,15 @@ def test_next_interval_keeps_up_with_2_gb_per_second(limit_gib):
 @pytest.mark.parametrize(
     ("changes", "field"),
     [
-        ({"warn_fraction": 0.95}, "warn_fraction"),
+        ({"warn_fraction": 0.95}, "halt_fraction"),
         ({"kill_fraction": 1.5}, "kill_fraction"),
-        ({"interrupt_grace_s": -1}, "interrupt_grace_s"),
+        ({"interrupt_grace": -1}, "interrupt_grace"),
         ({"action": "nuke"}, "action"),
-        ({"min_interval_s": 5, "max_interval_s": 1}, "min_interval_s"),
-        ({"max_growth_bytes_per_s": 0}, "max_growth_bytes_per_s"),
-        ({"kernel_memory_limit_bytes": 0}, "kernel_memory_limit_bytes"),
+        ({"min_poll_interval": 5, "poll_interval": 1}, "min_poll_interval"),
+        ({"max_growth_rate": 0}, "max_growth_rate"),
+        ({"display_units": "furlongs"}, "display_units"),
     ],
 )
 def test_settings_validation_names_the_field(changes, field):
-    with pytest.raises(ValueError, match=field):
-        PolicySettings(**changes).validate()
-    PolicySettings().validate()
+    with pytest.raises(ConfigValueError, match=field):
+        settings(**changes)

@@ -76,7 +76,7 @@ async def test_remote_kernel_memory_from_usage_request(
     info = await wait_for(measured, timeout=20)
     assert info["pid"] is None and info["memory"]["source"] == "usage_request"
     assert info["memory"]["children"] == []
-    assert memguard.monitor.kernels[kernel.id].pids == ()  # nothing local to signal
+    assert memguard.monitor.latest.kernels[kernel.id].pids == ()  # nothing local to signal
     before = info["memory"]["rss_bytes"]
     assert before > 20 * MiB
 

@@ -9,12 +9,11 @@ import time
 
 from jupyter_memguard.probe.proc import (
     History,
-    build_ppid_map,
-    process_tree,
     read_pss_uss,
     read_rss,
     sample_tree,
 )
+from jupyter_memguard.probe.proctree import walk_tree
 
 MiB = 2**20
 
@@ -37,9 +36,8 @@ def test_tree_of_grandchildren_is_summed():
         assert parent.stdout.readline().strip() == "ready"
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            ppids = build_ppid_map()
-            tree = process_tree(parent.pid, ppids)
-            sample = sample_tree(parent.pid, ppids)
+            tree = walk_tree(parent.pid)
+            sample = sample_tree(parent.pid, tree)
             if len(tree) == 3 and sample.rss_bytes > 130 * MiB:
                 break
             time.sleep(0.2)
@@ -48,10 +46,10 @@ def test_tree_of_grandchildren_is_summed():
         assert sample.rss_bytes >= 130 * MiB
         assert sample.peak_bytes >= sample.rss_bytes
         assert sample.pss_bytes is None
-        detailed = sample_tree(parent.pid, build_ppid_map(), detail=True)
+        detailed = sample_tree(parent.pid, walk_tree(parent.pid), detail=True)
         assert 0 < detailed.uss_bytes <= detailed.pss_bytes <= detailed.rss_bytes
     finally:
-        for pid in reversed(process_tree(parent.pid, build_ppid_map())):
+        for pid in reversed(walk_tree(parent.pid)):
             try:
                 os.kill(pid, 9)
             except ProcessLookupError:
@@ -65,12 +63,12 @@ def test_gone_process():
     )
     pid = int(done.stdout)
     assert read_rss(pid) is None and read_pss_uss(pid) is None
-    assert sample_tree(pid, {}) is None
+    assert sample_tree(pid, walk_tree(pid)) is None
 
 
 def test_own_process():
     assert read_rss(os.getpid()) > 10 * MiB
-    assert os.getpid() in build_ppid_map()[os.getppid()]
+    assert os.getpid() in walk_tree(os.getppid())
 
 
 def test_history_growth_and_ring():

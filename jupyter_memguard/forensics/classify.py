@@ -9,6 +9,7 @@ from typing import Any
 
 from ..models import Confidence, Verdict
 from ..probe.gpu_oom import GpuOomError
+from ..units import Units, human_bytes
 
 _KMSG_PREFIX = re.compile(r"^\d+,\d+,\d+,[^;]*;")
 _DMESG_PREFIX = re.compile(r"^\[\s*\d+\.\d+\]\s*")
@@ -83,17 +84,6 @@ def parse_oom_line(line: str) -> OomKill | None:
     )
 
 
-def human_bytes(size: float | None) -> str:
-    """'3.9 GB' style (decimal units); 'an unknown amount' for None."""
-    if size is None:
-        return "an unknown amount"
-    for unit in ("B", "kB", "MB", "GB"):
-        if abs(size) < 1000:
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{size:.1f} TB"
-
-
 @dataclass(frozen=True)
 class TerminationFacts:
     """Everything known about one kernel's end, gathered by the watcher."""
@@ -119,6 +109,7 @@ class TerminationFacts:
     gpu_last_bytes: int | None = None
     gpu_peak_bytes: int | None = None
     gpu_oom_errors: tuple[dict[str, Any], ...] = ()  # GpuOomError.to_json(), recent first last
+    units: Units = "binary"  # of the figures in the explanation (settings.display_units)
 
 
 @dataclass(frozen=True)
@@ -147,7 +138,8 @@ def _usage_phrase(facts: TerminationFacts) -> str:
     if used is None or not facts.limit_bytes:
         return ""
     source = f" ({facts.limit_source.replace('_', ' ')})" if facts.limit_source else ""
-    return f": it used {human_bytes(used)} of a {human_bytes(facts.limit_bytes)} limit{source}"
+    units = facts.units
+    return f": it used {human_bytes(used, units)} of a {human_bytes(facts.limit_bytes, units)} limit{source}"
 
 
 def _evidence(facts: TerminationFacts, matched: OomKill | None) -> dict[str, Any]:

@@ -12,10 +12,15 @@ import logging
 import os
 import signal
 import time
+from pathlib import Path
 from typing import Any, Protocol
 
-from ..models import Action
+from ..models import Action, Tick
+from ..probe.server import find_kernel
+from ..settings import MemGuardSettings
 from ..views.events import EventEmitter
+
+PROC = Path("/proc")
 
 
 class IntentStore(Protocol):
@@ -50,18 +55,49 @@ def signal_kernel(kernel: Any, pids: tuple[int, ...], signum: int) -> list[int]:
     return signalled
 
 
+def set_oom_score_adj(pid: int, value: int, proc: Path = PROC) -> bool:
+    """Make the OOM killer prefer this process (raising the score needs no privilege)."""
+    try:
+        (proc / str(pid) / "oom_score_adj").write_text(str(value))
+        return True
+    except OSError:
+        return False
+
+
 class ActionRunner:
     """Turns policy actions into events, intent records and signals."""
 
     def __init__(
-        self, kernel_manager: Any, intents: IntentStore, events: EventEmitter, log: logging.Logger
+        self,
+        settings: MemGuardSettings,
+        kernel_manager: Any,
+        intents: IntentStore,
+        events: EventEmitter,
+        log: logging.Logger,
     ) -> None:
+        self.settings = settings
         self.km = kernel_manager
         self.intents = intents
         self.events = events
         self.log = log
         self.halting: set[str] = set()
         self.tasks: set[asyncio.Task[Any]] = set()
+        self._oom_adjusted: set[int] = set()
+
+    def steer_oom_killer(self, tick: Tick) -> None:
+        """Tick listener: give each new kernel process the configured oom_score_adj, so the
+        OOM killer takes a kernel before the server."""
+        value = self.settings.oom_score_adj
+        if value is None:
+            return
+        live = set()
+        for kernel in tick.kernels.values():
+            if kernel.pid is None or kernel.memory is None:
+                continue
+            live.add(kernel.pid)
+            if kernel.pid not in self._oom_adjusted and set_oom_score_adj(kernel.pid, value):
+                self._oom_adjusted.add(kernel.pid)
+        self._oom_adjusted &= live
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -74,11 +110,12 @@ class ActionRunner:
     def forget(self, kernel_id: str) -> None:
         self.halting.discard(kernel_id)
 
-    async def carry_out(self, action: Action, monitor: Any) -> None:
+    async def carry_out(self, action: Action, tick: Tick) -> None:
         """Carry out one action (or only report it in dry-run mode)."""
         kid = action.kernel_id
-        path = monitor.paths.get(kid)
-        dry = monitor.settings.dry_run
+        kernel = tick.kernels.get(kid)
+        path = kernel.path if kernel is not None else None
+        dry = self.settings.dry_run
         base = {"kernel_id": kid, "path": path}
         if action.kind == "warn":
             fraction = (action.usage_bytes or 0) / action.limit_bytes if action.limit_bytes else 0.0
@@ -95,7 +132,7 @@ class ActionRunner:
             )
             return
         if action.kind == "cull":
-            idle = monitor.activity(kid, time.time())["idle_seconds"]
+            idle = kernel.idle_seconds if kernel is not None else 0.0
             self.log.warning(
                 "memguard: %sculling kernel %s: %s", "(dry run) " if dry else "", kid, action.reason
             )
@@ -115,12 +152,13 @@ class ActionRunner:
             if not dry:
                 self._spawn(self._shutdown(kid, now=False))
             return
-        await self.halt_step(action, monitor, dry)
+        await self.halt_step(action, tick, dry)
 
-    async def halt_step(self, action: Action, monitor: Any, dry: bool) -> None:
+    async def halt_step(self, action: Action, tick: Tick, dry: bool) -> None:
         """One step of the halt escalation: interrupt/restart → shutdown → kill."""
         kid = action.kernel_id
-        path = monitor.paths.get(kid)
+        state = tick.kernels.get(kid)
+        path = state.path if state is not None else None
         if kid not in self.halting:
             self.halting.add(kid)
             if not dry:
@@ -158,11 +196,9 @@ class ActionRunner:
         )
         if dry:
             return
-        tracked = monitor.kernels.get(kid)
-        pids = tracked.pids if tracked is not None else ()
-        try:
-            kernel = self.km.get_kernel(kid)
-        except KeyError:
+        pids = state.pids if state is not None else ()
+        kernel = find_kernel(self.km, kid)
+        if kernel is None:
             return
         if action.kind == "interrupt":
             await self.km.interrupt_kernel(kid)
@@ -171,7 +207,7 @@ class ActionRunner:
         elif action.kind == "shutdown":
             kernel.stop_restarter()
             signal_kernel(kernel, pids, signal.SIGTERM)
-            self._spawn(self._finish(kid, pids, monitor.settings.shutdown_grace))
+            self._spawn(self._finish(kid, pids, self.settings.shutdown_grace))
         elif action.kind == "kill":
             kernel.stop_restarter()
             signal_kernel(kernel, pids, signal.SIGKILL)
@@ -183,15 +219,16 @@ class ActionRunner:
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline and await self._alive(kernel_id):
             await asyncio.sleep(0.05)
-        try:
-            kernel = self.km.get_kernel(kernel_id)
-        except KeyError:
+        kernel = find_kernel(self.km, kernel_id)
+        if kernel is None:
             return  # already removed (the policy's kill step came first)
         signal_kernel(kernel, pids, signal.SIGKILL)
         await self._shutdown(kernel_id, now=True)
 
     async def _shutdown(self, kernel_id: str, now: bool) -> None:
         """Remove a kernel through the kernel manager (it cleans up ports and sessions)."""
+        if find_kernel(self.km, kernel_id) is None:
+            return
         try:
             await self.km.shutdown_kernel(kernel_id, now=now)
         except KeyError:
@@ -199,17 +236,14 @@ class ActionRunner:
         except Exception:
             self.log.exception("memguard: shutting down kernel %s failed", kernel_id)
 
-    async def admin_halt(self, kernel_id: str, monitor: Any, reason: str) -> None:
+    async def admin_halt(self, kernel_id: str, tick: Tick, reason: str) -> None:
         """An admin's halt: intent, halting event, then shutdown → (grace) → kill."""
-        tracked = monitor.kernels.get(kernel_id)
-        rss = tracked.memory.rss_bytes if tracked and tracked.memory else None
-        limit, _ = monitor.kernel_limit()
-        action = Action("shutdown", kernel_id, reason, "admin", rss, limit)
-        await self.halt_step(action, monitor, dry=False)
+        state = tick.kernels.get(kernel_id)
+        usage = state.usage_bytes if state is not None else None
+        limit = state.limit_bytes if state is not None else None
+        action = Action("shutdown", kernel_id, reason, "admin", usage, limit)
+        await self.halt_step(action, tick, dry=False)
 
     async def _alive(self, kernel_id: str) -> bool:
-        try:
-            kernel = self.km.get_kernel(kernel_id)
-        except KeyError:
-            return False
-        return bool(await kernel.is_alive())
+        kernel = find_kernel(self.km, kernel_id)
+        return kernel is not None and bool(await kernel.is_alive())

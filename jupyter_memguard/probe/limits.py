@@ -7,7 +7,6 @@ Everything here reads files only. ``root`` lets tests point the readers at a fak
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,52 +14,6 @@ from ..models import Budget
 
 # cgroup v1 reports "no limit" as a huge page-aligned number close to 2**63.
 _V1_UNLIMITED = 1 << 62
-
-_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": 1000,
-    "kb": 1000,
-    "m": 1000**2,
-    "mb": 1000**2,
-    "g": 1000**3,
-    "gb": 1000**3,
-    "t": 1000**4,
-    "tb": 1000**4,
-    "ki": 1024,
-    "kib": 1024,
-    "mi": 1024**2,
-    "mib": 1024**2,
-    "gi": 1024**3,
-    "gib": 1024**3,
-    "ti": 1024**4,
-    "tib": 1024**4,
-}
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
-
-
-def parse_size(value: int | float | str) -> int:
-    """Parse a byte count: an integer, or a string like "4G", "512MiB", "1.5 GB".
-
-    Single-letter units (K, M, G, T) are binary, as in Kubernetes-style "4G" limits people
-    expect to mean GiB; two-letter decimal units (KB, MB, GB, TB) are powers of 1000 and
-    the ``i`` forms (KiB, MiB, GiB) powers of 1024. Raises ValueError on anything else.
-    """
-    if isinstance(value, bool):
-        raise ValueError(f"not a size: {value!r}")
-    if isinstance(value, (int, float)):
-        if value < 0:
-            raise ValueError(f"size must not be negative: {value!r}")
-        return int(value)
-    match = _SIZE_RE.match(str(value))
-    if not match:
-        raise ValueError(f"not a size: {value!r} (use bytes or a number with K, M, G, T, MiB, GB…)")
-    number, unit = float(match.group(1)), match.group(2).lower()
-    if unit in ("k", "m", "g", "t"):
-        unit += "i"
-    if unit not in _UNITS:
-        raise ValueError(f"unknown unit {match.group(2)!r} in {value!r}")
-    return int(number * _UNITS[unit])
 
 
 def _read_text(path: Path) -> str | None:

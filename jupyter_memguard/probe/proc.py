@@ -1,8 +1,8 @@
-"""Per-kernel process-tree memory, read from /proc.
+"""Per-process memory figures read from /proc, summed over a kernel's process tree.
 
-One parent-PID map is built per tick (a single pass over /proc/*/stat); each kernel's tree
-is then walked in that map and its RSS summed from /proc/PID/statm, which is cheap. PSS and
-USS come from /proc/PID/smaps_rollup, which costs about 12 ms per GiB, so only on request.
+RSS comes from /proc/PID/statm (~20 µs a process). PSS and USS come from
+/proc/PID/smaps_rollup, which costs about 12 ms per GiB, so only where asked. Which processes
+make a kernel's tree is probe.proctree's job.
 """
 
 from __future__ import annotations
@@ -10,43 +10,13 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..models import ProcessTreeMemory
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
-
-
-def build_ppid_map(proc: Path = Path("/proc")) -> dict[int, list[int]]:
-    """Map each PID to its direct children, from one pass over /proc/*/stat."""
-    children: dict[int, list[int]] = {}
-    for entry in os.scandir(proc):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"{entry.path}/stat", "rb") as handle:
-                stat = handle.read()
-        except OSError:
-            continue  # the process ended while we looked
-        # The command name may contain spaces and parentheses: the fields start after the last ')'.
-        fields = stat[stat.rfind(b")") + 2 :].split(b" ", 2)
-        if len(fields) >= 2:
-            children.setdefault(int(fields[1]), []).append(int(entry.name))
-    return children
-
-
-def process_tree(pid: int, ppid_map: Mapping[int, list[int]]) -> tuple[int, ...]:
-    """The PID and all its descendants, at any depth."""
-    seen: list[int] = [pid]
-    stack = [pid]
-    while stack:
-        for child in ppid_map.get(stack.pop(), ()):
-            if child not in seen:
-                seen.append(child)
-                stack.append(child)
-    return tuple(seen)
 
 
 def read_rss(pid: int, proc: Path = Path("/proc")) -> int | None:
@@ -90,14 +60,14 @@ def read_pss_uss(pid: int, proc: Path = Path("/proc")) -> tuple[int, int] | None
 
 def sample_tree(
     pid: int,
-    ppid_map: Mapping[int, list[int]],
+    pids: Iterable[int],
     tracked_peak: int = 0,
     detail: bool = False,
     proc: Path = Path("/proc"),
     now: float | None = None,
 ) -> ProcessTreeMemory | None:
-    """Sum the memory of a kernel's process tree; None when the kernel process is gone."""
-    pids = process_tree(pid, ppid_map)
+    """Sum the memory of a kernel's process tree (``pids``: the kernel and its descendants, as
+    probe.proctree walked them); None when the kernel process is gone."""
     rss_total = 0
     alive: list[int] = []
     for member in pids:

@@ -11,12 +11,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from ..forensics import classify as forensics
+from ..units import human_bytes as _human_bytes
 
 
 def human_bytes(value: int | None) -> str:
     """1.2 GB style (decimal units, as in the journal's explanations), '-' for unknown."""
-    return "-" if value is None else forensics.human_bytes(value)
+    return "-" if value is None else _human_bytes(value)
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:

@@ -12,7 +12,8 @@ from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
 from .. import __version__
-from ..models import Verdict
+from ..models import Tick, Verdict
+from .serialize import kernel_json, status_json
 
 KERNEL_ID = r"(?P<kernel_id>[\w-]+)"
 VERDICTS = frozenset(get_args(Verdict))
@@ -34,19 +35,23 @@ class MemGuardHandler(APIHandler):
         return detail == "pss"
 
     def _known(self, kernel_id: str) -> None:
-        if kernel_id not in self.memguard.monitor.kernels:
+        if kernel_id not in self.memguard.monitor.latest.kernels:
             if kernel_id in self.kernel_manager:
                 return
             raise web.HTTPError(404, f"no kernel with id {kernel_id!r}")
 
-    async def _fresh(self, detail: bool) -> None:
-        """Sample now when asked for PSS or when a kernel is not sampled yet."""
+    async def _fresh(self, detail: bool) -> tuple[Tick, dict[str, str]]:
+        """The tick to answer from (sampled now when asked for PSS or when a kernel is not in
+        the last tick yet) and the current notebook paths."""
         monitor = self.memguard.monitor
-        if detail or any(k not in monitor.kernels for k in self.kernel_manager.list_kernel_ids()):
-            await monitor.sample(detail=detail)
+        tick = monitor.latest
+        if detail or any(
+            k not in tick.kernels for k in list(self.kernel_manager.list_kernel_ids())
+        ):
+            tick = await monitor.sample(detail=detail)
         # Sessions are cheap to list (in-memory SQLite); a request always shows current paths,
         # so a notebook opened a moment ago is never listed without its path.
-        await monitor.refresh_paths(max_age_s=0.0)
+        return tick, await monitor.current_paths()
 
     def can_halt(self) -> bool:
         authorizer = self.authorizer
@@ -59,10 +64,14 @@ class KernelsHandler(MemGuardHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        await self._fresh(self._detail())
-        monitor = self.memguard.monitor
-        kernels = [monitor.kernel_json(kid) for kid in list(monitor.kernels)]
-        self.finish(json.dumps({"kernels": kernels, "budget": monitor.budget.to_json()}))
+        tick, paths = await self._fresh(self._detail())
+        settings = self.memguard.resolved
+        kernels = []
+        for state in tick.kernels.values():
+            data = kernel_json(state, settings)
+            data["path"] = paths.get(state.kernel_id, state.path)
+            kernels.append(data)
+        self.finish(json.dumps({"kernels": kernels, "budget": tick.budget.to_json()}))
 
 
 class KernelHandler(MemGuardHandler):
@@ -73,11 +82,13 @@ class KernelHandler(MemGuardHandler):
     async def get(self, kernel_id: str) -> None:
         detail = self._detail()
         self._known(kernel_id)
-        await self._fresh(detail)
-        monitor = self.memguard.monitor
-        if kernel_id not in monitor.kernels:
+        tick, paths = await self._fresh(detail)
+        state = tick.kernels.get(kernel_id)
+        if state is None:
             raise web.HTTPError(404, f"no kernel with id {kernel_id!r}")
-        self.finish(json.dumps(monitor.kernel_json(kernel_id, history=True)))
+        data = kernel_json(state, self.memguard.resolved, history=True)
+        data["path"] = paths.get(kernel_id, state.path)
+        self.finish(json.dumps(data))
 
 
 class HaltHandler(MemGuardHandler):
@@ -102,10 +113,8 @@ class HaltHandler(MemGuardHandler):
             reason = given or reason
         user = getattr(self.current_user, "username", None) or "unknown user"
         app = self.memguard
-        await app.monitor.sample()
-        task = asyncio.ensure_future(
-            app.runner.admin_halt(kernel_id, app.monitor, f"{reason} ({user})")
-        )
+        tick = await app.monitor.sample()
+        task = asyncio.ensure_future(app.runner.admin_halt(kernel_id, tick, f"{reason} ({user})"))
         app.runner.tasks.add(task)
         task.add_done_callback(app.runner.tasks.discard)
         self.set_status(202)
@@ -118,13 +127,15 @@ class StatusHandler(MemGuardHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        monitor = self.memguard.monitor
-        if monitor.tick_count == 0:
-            await monitor.sample()
-        data = monitor.status_json()
+        app = self.memguard
+        tick = app.monitor.latest
+        if tick.number == 0:
+            tick = await app.monitor.sample()
+        data = status_json(tick, app.resolved)
+        data["gpu"] = app.monitor.gpu.status_json()
         data["version"] = __version__
         data["can_halt"] = self.can_halt()
-        data["journal"] = self.memguard.watcher.status_json()
+        data["journal"] = app.deaths.status_json()
         self.finish(json.dumps(data))
 
 
@@ -135,8 +146,8 @@ class TerminationsHandler(MemGuardHandler):
     @authorized
     async def get(self) -> None:
         query = parse_termination_query(self.get_argument)
-        watcher = self.memguard.watcher
-        rows, total = await asyncio.to_thread(watcher.journal.terminations, **query)
+        journal = self.memguard.recorder.journal
+        rows, total = await asyncio.to_thread(journal.terminations, **query)
         self.finish(
             json.dumps(
                 {

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, get_args
+from typing import get_args
 
 from prometheus_client import Counter, Gauge
 
-from ..models import Verdict
+from ..models import Tick, Verdict
 
 # Created once per process: a second server in the same process shares them.
 KERNEL_RSS = Gauge(
@@ -37,23 +37,23 @@ for _verdict in get_args(Verdict):
 
 
 class MetricsUpdater:
-    """Copies the monitor's figures into the Prometheus metrics after each tick."""
+    """Copies each Tick's figures into the Prometheus metrics."""
 
     def __init__(self) -> None:
         self._labels: set[tuple[str, str]] = set()
 
-    def on_tick(self, monitor: Any) -> None:
+    def on_tick(self, tick: Tick) -> None:
         current: set[tuple[str, str]] = set()
-        for kernel_id, tracked in monitor.kernels.items():
-            if tracked.memory is None:
+        limits = set()
+        for kernel_id, state in tick.kernels.items():
+            limits.add(state.limit_bytes)
+            if state.memory is None:
                 continue
-            labels = (kernel_id, tracked.name)
+            labels = (kernel_id, state.name)
             current.add(labels)
-            KERNEL_RSS.labels(*labels).set(tracked.memory.rss_bytes)
-            KERNEL_PEAK.labels(*labels).set(
-                max(tracked.memory.peak_bytes, tracked.history.peak_bytes)
-            )
-            KERNEL_GPU.labels(*labels).set(tracked.gpu["used_bytes"] if tracked.gpu else 0)
+            KERNEL_RSS.labels(*labels).set(state.memory.rss_bytes)
+            KERNEL_PEAK.labels(*labels).set(state.peak_bytes)
+            KERNEL_GPU.labels(*labels).set(state.gpu["used_bytes"] if state.gpu else 0)
         for labels in self._labels - current:
             for gauge in (KERNEL_RSS, KERNEL_PEAK, KERNEL_GPU):
                 try:
@@ -61,13 +61,13 @@ class MetricsUpdater:
                 except KeyError:
                     pass
         self._labels = current
-        budget = monitor.budget
+        budget = tick.budget
         BUDGET_LIMIT.clear()
         BUDGET_LIMIT.labels(budget.limit_source).set(budget.limit_bytes)
         BUDGET_USAGE.set(budget.usage_bytes)
-        KERNEL_LIMIT.set(monitor.kernel_limit()[0])
-        KERNELS.set(len(monitor.kernels))
-        SAMPLE_SECONDS.set(monitor.last_sample_cost_s)
+        KERNEL_LIMIT.set(max(limits) if limits else budget.limit_bytes)
+        KERNELS.set(len(tick.kernels))
+        SAMPLE_SECONDS.set(tick.sample_cost_s)
 
     @staticmethod
     def count_termination(verdict: str) -> None:

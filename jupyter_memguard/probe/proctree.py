@@ -1,0 +1,471 @@
+"""Kernel process trees without scanning the host, a slow host scan, and exact tree figures.
+
+Every tick the monitor needs each kernel's tree. Scanning all of /proc for that costs ~17 µs per
+process on the host, so it grows with processes that have nothing to do with Jupyter. Instead
+``walk_tree`` follows ``/proc/PID/task/TID/children`` down from the kernel (10-20 µs per thread
+read), and only ``scan_host`` (run every few seconds in a worker thread) looks at everything: it
+finds work that escaped a kernel's tree (``escaped_members``) and feeds the budget breakdown.
+
+Everything here is a read of ``proc`` (a fake tree in tests). Processes come and go while we
+read: a process that vanished is skipped, never an error.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from .proc import PAGE_SIZE, read_pss_uss
+
+PROC = Path("/proc")
+CMDLINE_CHARS = 80
+
+
+# --- reading one process ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StatFields:
+    """The fields of /proc/PID/stat that memguard uses."""
+
+    pid: int
+    name: str
+    state: str
+    ppid: int
+    pgid: int
+    sid: int
+    minflt: int
+    majflt: int
+    start_ticks: int
+    rss_pages: int
+
+
+def parse_stat(data: bytes) -> StatFields | None:
+    """Parse a /proc/PID/stat line; None if it is malformed.
+
+    The command name may contain spaces and parentheses, so the fixed fields are taken after
+    the *last* ')'.
+    """
+    open_at, close_at = data.find(b"("), data.rfind(b")")
+    if open_at < 0 or close_at < open_at:
+        return None
+    fields = data[close_at + 2 :].split()
+    if len(fields) < 22:
+        return None
+    try:
+        return StatFields(
+            pid=int(data[:open_at]),
+            name=data[open_at + 1 : close_at].decode("utf-8", "replace"),
+            state=fields[0].decode("ascii", "replace"),
+            ppid=int(fields[1]),
+            pgid=int(fields[2]),
+            sid=int(fields[3]),
+            minflt=int(fields[7]),
+            majflt=int(fields[9]),
+            start_ticks=int(fields[19]),
+            rss_pages=int(fields[21]),
+        )
+    except ValueError:
+        return None
+
+
+def read_stat(pid: int, proc: Path = PROC) -> StatFields | None:
+    """One process's stat fields, or None if it is gone."""
+    try:
+        with open(f"{proc}/{pid}/stat", "rb") as handle:
+            return parse_stat(handle.read())
+    except OSError:
+        return None
+
+
+def read_children(pid: int, proc: Path = PROC) -> list[int]:
+    """Direct children of a process: the union of every thread's ``children`` file.
+
+    A child's parent is the *thread* that forked it (ipykernel runs code on more than one
+    thread), so reading only ``task/PID/children`` would miss children.
+    """
+    try:
+        tids = os.listdir(f"{proc}/{pid}/task")
+    except OSError:
+        return []
+    children: list[int] = []
+    for tid in tids:
+        try:
+            with open(f"{proc}/{pid}/task/{tid}/children", "rb") as handle:
+                data = handle.read()
+        except OSError:
+            continue  # the thread ended while we looked
+        for word in data.split():
+            if word.isdigit():
+                children.append(int(word))
+    return children
+
+
+@lru_cache(maxsize=8)
+def _children_files_supported(proc: str) -> bool:
+    try:
+        numeric = [name for name in os.listdir(proc) if name.isdigit()]
+    except OSError:
+        numeric = []
+    for name in ["self", *numeric]:
+        try:
+            tids = os.listdir(f"{proc}/{name}/task")
+        except OSError:
+            continue
+        if tids:
+            return os.path.exists(f"{proc}/{name}/task/{tids[0]}/children")
+    return False
+
+
+def children_files_supported(proc: Path = PROC) -> bool:
+    """Whether this kernel has ``/proc/PID/task/TID/children`` (CONFIG_PROC_CHILDREN).
+
+    Decided once per ``proc`` root (it is a property of the running kernel). When False,
+    ``walk_tree`` falls back to one full scan of /proc per call; a caller that walks many
+    kernels per tick should then use ``walk_trees``, which shares that scan.
+    """
+    return _children_files_supported(str(proc))
+
+
+def _children_by_scan(proc: Path) -> dict[int, list[int]]:
+    """Parent → children from one pass over /proc/*/stat (the fallback; costs the whole host)."""
+    children: dict[int, list[int]] = {}
+    try:
+        entries = [name for name in os.listdir(proc) if name.isdigit()]
+    except OSError:
+        return children
+    for name in entries:
+        fields = read_stat(int(name), proc)
+        if fields is not None:
+            children.setdefault(fields.pid, [])
+            children.setdefault(fields.ppid, []).append(fields.pid)
+    return children
+
+
+def _walk(
+    root: int, children_of: Mapping[int, Sequence[int]] | None, proc: Path
+) -> tuple[int, ...]:
+    """Depth-first from root; ``visited`` guards against cycles that PID reuse can fake."""
+    order = [root]
+    visited = {root}
+    stack = [root]
+    while stack:
+        pid = stack.pop()
+        kids = read_children(pid, proc) if children_of is None else children_of.get(pid, ())
+        for child in kids:
+            if child not in visited:
+                visited.add(child)
+                order.append(child)
+                stack.append(child)
+    return tuple(order)
+
+
+def walk_tree(pid: int, proc: Path = PROC) -> tuple[int, ...]:
+    """The PID and all its descendants at any depth; () if the PID is gone.
+
+    Costs one ``children`` read per thread in the tree, independent of the rest of the host.
+    The kernel documents these files as exact only for stopped tasks: a child forked while we
+    read may be missed until the next tick, which sampling tolerates. Zombies may be included
+    (their RSS reads as nothing), and so may a child that ended mid-walk. Without children
+    files this does a full /proc scan.
+    """
+    return walk_trees((pid,), proc).get(pid, ())
+
+
+def walk_trees(roots: Iterable[int], proc: Path = PROC) -> dict[int, tuple[int, ...]]:
+    """``walk_tree`` for several roots; without children files they share one /proc scan."""
+    roots = list(roots)
+    children_of = None if children_files_supported(proc) else _children_by_scan(proc)
+    trees: dict[int, tuple[int, ...]] = {}
+    for root in roots:
+        alive = os.path.isdir(f"{proc}/{root}/task") if children_of is None else root in children_of
+        if alive:
+            trees[root] = _walk(root, children_of, proc)
+    return trees
+
+
+# --- the slow host scan --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProcInfo:
+    """One process as the host scan saw it."""
+
+    pid: int
+    ppid: int
+    pgid: int
+    sid: int
+    uid: int
+    name: str
+    cmdline: str
+    rss_bytes: int
+    cgroup: str | None
+    state: str
+    start_ticks: int
+
+
+@dataclass(frozen=True)
+class HostScan:
+    """Every process on the host (or in our PID namespace) at one moment."""
+
+    processes: Mapping[int, ProcInfo]
+    taken_at: float
+    duration_s: float
+    _children: Mapping[int, tuple[int, ...]] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
+
+    def __post_init__(self) -> None:
+        children: dict[int, list[int]] = {}
+        for info in self.processes.values():
+            children.setdefault(info.ppid, []).append(info.pid)
+        object.__setattr__(self, "_children", {k: tuple(v) for k, v in children.items()})
+
+    def children(self, pid: int) -> tuple[int, ...]:
+        """Direct children as of the scan."""
+        return self._children.get(pid, ())
+
+    def descendants(self, pid: int, stop: Collection[int] = ()) -> tuple[int, ...]:
+        """The PID (if scanned) and its descendants, not descending into PIDs in ``stop``."""
+        if pid not in self.processes:
+            return ()
+        order = [pid]
+        visited = {pid}
+        stack = [pid]
+        while stack:
+            for child in self.children(stack.pop()):
+                if child not in visited and child not in stop:
+                    visited.add(child)
+                    order.append(child)
+                    stack.append(child)
+        return tuple(order)
+
+
+def memory_cgroup(text: str) -> str | None:
+    """The memory cgroup path from a /proc/PID/cgroup text.
+
+    A controller lives in one hierarchy only, so a v1 line listing ``memory`` wins; otherwise
+    the v2 ``0::`` path. (On hybrid hosts the ``0::`` line is present even though memory is in
+    v1, so "v2 first" would name the wrong cgroup.)
+    """
+    unified = None
+    for line in text.splitlines():
+        hierarchy, _, rest = line.partition(":")
+        controllers, sep, path = rest.partition(":")
+        if not sep:
+            continue
+        if hierarchy == "0" and controllers == "":
+            unified = path.strip()
+        elif "memory" in controllers.split(","):
+            return path.strip()
+    return unified
+
+
+def _read_bytes(path: str, limit: int = -1) -> bytes | None:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(limit)
+    except OSError:
+        return None
+
+
+def _short_cmdline(raw: bytes | None) -> str:
+    if not raw:
+        return ""
+    text = raw.rstrip(b"\0").replace(b"\0", b" ").decode("utf-8", "replace")
+    return text if len(text) <= CMDLINE_CHARS else text[: CMDLINE_CHARS - 1] + "…"
+
+
+def scan_host(proc: Path = PROC, cgroups: bool = True) -> HostScan:
+    """One pass over /proc: identity, owner, command, RSS and memory cgroup of every process.
+
+    Costs several reads per process (~50 µs: stat, cmdline, cgroup, an fstat), so it belongs
+    in a worker thread every few seconds, not in the tick. RSS comes from the ``rss`` field of
+    ``stat``, the same counter ``statm`` shows, saving a read. ``cgroups=False`` skips the
+    costliest read when the budget is the host's. Processes without memory (kernel threads,
+    zombies) get no cmdline or cgroup. Reading ``cmdline`` takes the target's mmap lock and
+    can stall briefly on a process that is busy mapping memory.
+    """
+    started = time.perf_counter()
+    taken_at = time.time()
+    processes: dict[int, ProcInfo] = {}
+    try:
+        names = [name for name in os.listdir(proc) if name.isdigit()]
+    except OSError:
+        names = []
+    for name in names:
+        base = f"{proc}/{name}"
+        raw_stat = _read_bytes(f"{base}/stat")
+        fields = parse_stat(raw_stat) if raw_stat else None
+        if fields is None:
+            continue  # gone
+        try:
+            uid = os.stat(base).st_uid
+        except OSError:
+            continue
+        cmdline, cgroup = "", None
+        if fields.rss_pages:
+            cmdline = _short_cmdline(_read_bytes(f"{base}/cmdline", 4 * CMDLINE_CHARS))
+            cgroup_text = _read_bytes(f"{base}/cgroup") if cgroups else None
+            if cgroup_text:
+                cgroup = memory_cgroup(cgroup_text.decode("utf-8", "replace"))
+        processes[fields.pid] = ProcInfo(
+            pid=fields.pid,
+            ppid=fields.ppid,
+            pgid=fields.pgid,
+            sid=fields.sid,
+            uid=uid,
+            name=fields.name,
+            cmdline=cmdline,
+            rss_bytes=fields.rss_pages * PAGE_SIZE,
+            cgroup=cgroup,
+            state=fields.state,
+            start_ticks=fields.start_ticks,
+        )
+    return HostScan(processes, taken_at, time.perf_counter() - started)
+
+
+# --- work that left a kernel's tree ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KernelRoot:
+    """A kernel's root process, its session and group (None: as the scan saw the root), its tree."""
+
+    pid: int
+    sid: int | None = None
+    pgid: int | None = None
+    tree: tuple[int, ...] = ()
+
+
+_NEVER = frozenset({0, 1, 2})  # the idle task, init, kthreadd
+
+
+def escaped_members(
+    kernels: Mapping[str, KernelRoot], scan: HostScan, server_pid: int | None = None
+) -> dict[str, tuple[int, ...]]:
+    """Processes that left each kernel's tree but stayed in its session or process group.
+
+    ``!nohup job &`` whose shell exited, or a double-forked worker, is reparented to init (or
+    a subreaper) but keeps the kernel's session and group: jupyter_client starts local kernels
+    with ``setsid`` (sid == pgid == kernel pid), and the kernel never recycles those ids while
+    any member lives. A session or group shared with the server, or claimed by two kernels,
+    identifies nobody and is ignored. Never returns the server, init, a zombie, or a PID in any
+    kernel's tree. A process that called ``setsid`` itself cannot be traced this way.
+    """
+    server = os.getpid() if server_pid is None else server_pid
+    server_info = scan.processes.get(server)
+    shared = {("sid", server_info.sid), ("pgid", server_info.pgid)} if server_info else set()
+    in_trees: set[int] = set()
+    claims: dict[tuple[str, int], set[str]] = {}
+    for kernel_id, kernel in kernels.items():
+        in_trees.update(kernel.tree)
+        in_trees.add(kernel.pid)
+        root = scan.processes.get(kernel.pid)
+        sid = kernel.sid if kernel.sid is not None else (root.sid if root else None)
+        pgid = kernel.pgid if kernel.pgid is not None else (root.pgid if root else None)
+        for kind, value in (("sid", sid), ("pgid", pgid)):
+            if value is not None and value not in _NEVER and (kind, value) not in shared:
+                claims.setdefault((kind, value), set()).add(kernel_id)
+    owner = {key: next(iter(ids)) for key, ids in claims.items() if len(ids) == 1}
+    escaped: dict[str, list[int]] = {kernel_id: [] for kernel_id in kernels}
+    if owner:
+        for info in scan.processes.values():
+            if info.pid in in_trees or info.pid == server or info.pid in _NEVER:
+                continue
+            if info.state == "Z":
+                continue
+            found = owner.get(("sid", info.sid)) or owner.get(("pgid", info.pgid))
+            if found is not None:
+                escaped[found].append(info.pid)
+    return {kernel_id: tuple(sorted(pids)) for kernel_id, pids in escaped.items()}
+
+
+# --- the exact figure -----------------------------------------------------------------------
+
+
+def tree_pss_bytes(pids: Iterable[int], proc: Path = PROC) -> int | None:
+    """PSS summed over a tree: each page shared among the tree's processes counts once.
+
+    RSS summed over a tree counts a copy-on-write page once per process that maps it (400 MB
+    and 4 forked children read as ~2 GB); PSS divides each page among its mappers, so over the
+    whole tree it adds back up to one. Pages shared with processes outside the tree (libraries)
+    count by the tree's share. None if no process of the tree could be read.
+
+    Costs ~10 ms per GiB of RSS *summed over the tree* (the kernel walks every page table), so
+    a 4 GiB parent with 4 copy-on-write children costs as much as 20 GiB: see ``TreePss``.
+    """
+    total = None
+    for pid in pids:
+        figures = read_pss_uss(pid, proc)
+        if figures is not None:
+            total = (total or 0) + figures[0]
+    return total
+
+
+@dataclass(frozen=True)
+class PssReading:
+    """A tree's exact memory and whether it was read now or reused."""
+
+    bytes: int
+    fresh: bool
+    elapsed_s: float
+    method: str = "pss"
+
+
+Fingerprint = tuple[tuple[int, int, int, int, int], ...]
+
+
+def tree_fingerprint(pids: Iterable[int], proc: Path = PROC) -> Fingerprint:
+    """Per process (pid, start time, minor faults, major faults, RSS pages), from ``stat``.
+
+    A tree's PSS changes only when one of its processes maps, unmaps or copies a page, and
+    each of those is a fault or an RSS change in that process (a copy-on-write break is a
+    minor fault in the writer, a swap-in a major one). A vanished PID reads as zeros.
+    """
+    prints = []
+    for pid in pids:
+        fields = read_stat(pid, proc)
+        if fields is None:
+            prints.append((pid, 0, 0, 0, 0))
+        else:
+            prints.append((pid, fields.start_ticks, fields.minflt, fields.majflt, fields.rss_pages))
+    return tuple(prints)
+
+
+class TreePss:
+    """Exact tree figures that are re-read only for trees that changed since the last read.
+
+    ``smaps_rollup`` is expensive (``tree_pss_bytes``); checking a tree's fingerprint costs
+    ~13 µs per process. An idle kernel's figure is then nearly free; a kernel that is
+    allocating pays the full read. What the check cannot see: processes outside the tree that
+    start or stop sharing the tree's file or shmem pages, and KSM merging; both move PSS a
+    little. One instance per worker thread (not thread-safe).
+    """
+
+    def __init__(self, proc: Path = PROC) -> None:
+        self.proc = proc
+        self._cache: dict[str, tuple[Fingerprint, int]] = {}
+
+    def read(self, key: str, pids: Sequence[int]) -> PssReading | None:
+        """The tree's PSS (key: e.g. the kernel id); None if none of its processes is readable."""
+        started = time.perf_counter()
+        fingerprint = tree_fingerprint(pids, self.proc)
+        cached = self._cache.get(key)
+        if cached is not None and cached[0] == fingerprint:
+            return PssReading(cached[1], False, time.perf_counter() - started)
+        total = tree_pss_bytes(pids, self.proc)
+        if total is None:
+            self._cache.pop(key, None)
+            return None
+        self._cache[key] = (fingerprint, total)
+        return PssReading(total, True, time.perf_counter() - started)
+
+    def retain(self, keys: Collection[str]) -> None:
+        """Forget trees whose keys are not in ``keys`` (kernels that ended)."""
+        for key in [k for k in self._cache if k not in keys]:
+            del self._cache[key]

@@ -1,0 +1,82 @@
+"""The Tick and the settings as JSON: what the REST API, the CLI and the UI read.
+
+Pure functions of the published snapshot: serialising never looks a kernel up, so a request
+cannot fail because a kernel is starting or leaving while it is answered.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..guard.policy import kernel_limit, level
+from ..models import KernelState, Tick
+from ..settings import MemGuardSettings
+
+
+def kernel_json(
+    state: KernelState, settings: MemGuardSettings, history: bool = False
+) -> dict[str, Any]:
+    """The REST representation of one kernel as the tick saw it."""
+    memory = None
+    if state.memory is not None:
+        m = state.memory
+        memory = {
+            "rss_bytes": m.rss_bytes,
+            "peak_bytes": state.peak_bytes,
+            "growth_bytes_per_s": round(state.growth_bytes_per_s, 1),
+            "children": list(m.children),
+            "pss_bytes": m.pss_bytes,
+            "uss_bytes": m.uss_bytes,
+            "sampled_at": round(m.sampled_at, 3),
+            "source": m.source,
+        }
+    limit = state.limit_bytes
+    data: dict[str, Any] = {
+        "id": state.kernel_id,
+        "name": state.name,
+        "path": state.path,
+        "pid": state.pid,
+        "execution_state": state.execution_state,
+        "idle_seconds": state.idle_seconds,
+        "connections": state.connections,
+        "started_at": round(state.started_at, 3),
+        "protected": state.protected,
+        "memory": memory,
+        "memory_unavailable_reason": state.unavailable_reason,
+        "limit_bytes": limit,
+        "limit_source": state.limit_source,
+        "warn_bytes": int(limit * settings.warn_fraction),
+        "halt_bytes": int(limit * settings.halt_fraction),
+        "level": level(state.usage_bytes, limit, settings),
+        "gpu": state.gpu,
+    }
+    if history:
+        data["history"] = [[round(t, 3), b] for t, b in state.history]
+    return data
+
+
+def kernels_json(tick: Tick, settings: MemGuardSettings) -> dict[str, Any]:
+    """GET /api/memguard/kernels: every kernel and the budget."""
+    return {
+        "kernels": [kernel_json(k, settings) for k in tick.kernels.values()],
+        "budget": tick.budget.to_json(),
+    }
+
+
+def status_json(tick: Tick, settings: MemGuardSettings) -> dict[str, Any]:
+    """GET /api/memguard/status: the budget, the last tick's figures and the settings in force."""
+    limit, source = kernel_limit(settings, tick.budget)
+    return {
+        "budget": tick.budget.to_json(),
+        "kernels_rss_bytes": sum(
+            k.memory.rss_bytes for k in tick.kernels.values() if k.memory is not None
+        ),
+        "kernel_count": len(tick.kernels),
+        "interval_seconds": round(tick.interval_s, 4),
+        "last_tick_at": tick.at,
+        "tick": tick.number,
+        "last_sample_cost_seconds": round(tick.sample_cost_s, 6),
+        "kernel_memory_limit_bytes": limit,
+        "kernel_memory_limit_source": source,
+        "settings": settings.to_json(),
+    }
