@@ -421,3 +421,14 @@ def test_next_interval_keeps_up_with_2_gb_per_second(limit_gib):
 def test_settings_validation_names_the_field(changes, field):
     with pytest.raises(ConfigValueError, match=field):
         settings(**changes)
+
+
+def test_kernel_stuck_in_starting_is_idle_for_culling():
+    # jupyter_server learns a kernel's state from iopub status messages; when its watcher
+    # connects after the kernel's only busy/idle pair (seen under load), the state stays
+    # "starting" for good. Such a kernel runs nothing: only "busy" protects from culling.
+    config = settings(idle_timeout=60)
+    stuck = kernel("s", 100 * MB, idle_seconds=61, execution_state="starting")
+    busy = kernel("b", 100 * MB, idle_seconds=61, execution_state="busy")
+    actions, _ = decide(snap(0, stuck, busy), config, PolicyState())
+    assert [(a.kind, a.kernel_id) for a in actions] == [("cull", "s")]
