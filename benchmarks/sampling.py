@@ -4,9 +4,12 @@ Starts a real jupyter_server with memguard (and jupyter-resource-usage, when ins
 reference), starts N ipykernel kernels, then reports:
   * memguard's sampling pass per tick (measured in the server, /api/memguard/status),
   * GET /api/memguard/kernels latency,
-  * GET /api/metrics/v1 latency (jupyter-resource-usage), in the same run.
+  * GET /api/metrics/v1 latency (jupyter-resource-usage), in the same run,
+  * the sampling pass again with ``--unrelated`` sleeping processes on the host that are no
+    kernel's (a busy JupyterHub node): memguard walks only its kernels' trees, so they should
+    cost nothing.
 
-    python benchmarks/sampling.py --kernels 1 10 50
+    python benchmarks/sampling.py --kernels 1 10 50 --unrelated 2000
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import argparse
 import json
 import os
 import secrets
+import signal
 import socket
 import statistics
 import subprocess
@@ -123,7 +127,41 @@ def sampling_cost(server: Server, ticks: int) -> dict[str, float]:
     }
 
 
-def run(kernel_count: int, repeat: int) -> dict[str, Any]:
+FORKER = """
+import os, signal, sys
+for _ in range(int(sys.argv[1])):
+    if os.fork() == 0:
+        signal.pause()
+        os._exit(0)
+print("ready", flush=True)
+signal.pause()
+"""
+
+
+class UnrelatedProcesses:
+    """N sleeping processes that belong to no kernel (in their own session, killed together)."""
+
+    def __init__(self, count: int) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", FORKER, str(count)],
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        assert self.process.stdout is not None
+        if self.process.stdout.readline().strip() != "ready":
+            raise RuntimeError("could not start the unrelated processes")
+
+    def stop(self) -> None:
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+
+def host_processes() -> int:
+    return sum(1 for name in os.listdir("/proc") if name.isdigit())
+
+
+def run(kernel_count: int, repeat: int, unrelated: int = 0) -> dict[str, Any]:
     server = Server(["--MemGuard.poll_interval=0.2"])
     try:
         for _ in range(kernel_count):
@@ -139,9 +177,25 @@ def run(kernel_count: int, repeat: int) -> dict[str, Any]:
             time.sleep(1)
         kernels = server.get("api/memguard/kernels")["kernels"]
         cost = sampling_cost(server, 20)
+        busy_host = None
+        if unrelated:
+            others = UnrelatedProcesses(unrelated)
+            try:
+                busy_host = {
+                    "unrelated": unrelated,
+                    "host_processes": host_processes(),
+                    "sampling_per_tick": sampling_cost(server, 20),
+                }
+                busy_host["ratio"] = round(
+                    busy_host["sampling_per_tick"]["median_ms"] / cost["median_ms"], 2
+                )
+            finally:
+                others.stop()
         return {
             "kernels": kernel_count,
+            "host_processes": host_processes(),
             "sampling_per_tick": cost,
+            "with_unrelated": busy_host,
             "sampling_per_kernel_us": round(cost["median_ms"] * 1000 / kernel_count, 1),
             "memguard_kernels": latency(server, "api/memguard/kernels", repeat),
             "resource_usage_metrics": latency(server, "api/metrics/v1", repeat),
@@ -159,25 +213,35 @@ def main() -> None:
     )
     parser.add_argument("--kernels", type=int, nargs="+", default=[1, 10, 50])
     parser.add_argument("--repeat", type=int, default=50, help="requests per endpoint")
+    parser.add_argument(
+        "--unrelated", type=int, default=0, help="also measure with this many unrelated processes"
+    )
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     results = []
     for count in args.kernels:
-        result = run(count, args.repeat)
+        result = run(count, args.repeat, args.unrelated)
         results.append(result)
         print(json.dumps(result), flush=True)
     print()
     print(
-        "| kernels | sampling / tick (median) | per kernel "
+        "| kernels | sampling / tick (median) | with unrelated processes (ratio) | per kernel "
         "| GET /api/memguard/kernels (median / p95) | GET /api/metrics/v1 (median / p95) |"
     )
-    print("|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|")
     for r in results:
         ref = r["resource_usage_metrics"]
         ref_text = f"{ref['median_ms']} / {ref['p95_ms']} ms" if ref else "not installed"
         mg = r["memguard_kernels"]
+        busy = r["with_unrelated"]
+        busy_text = (
+            f"{busy['sampling_per_tick']['median_ms']} ms with {busy['unrelated']} "
+            f"(×{busy['ratio']})"
+            if busy
+            else "-"
+        )
         print(
-            f"| {r['kernels']} | {r['sampling_per_tick']['median_ms']} ms "
+            f"| {r['kernels']} | {r['sampling_per_tick']['median_ms']} ms | {busy_text} "
             f"| {r['sampling_per_kernel_us']} µs "
             f"| {mg['median_ms']} / {mg['p95_ms']} ms | {ref_text} |"
         )

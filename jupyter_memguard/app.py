@@ -173,6 +173,7 @@ class MemGuard(ExtensionApp):
         from .forensics.sources import DeathSources
         from .guard.actions import ActionRunner
         from .guard.monitor import Monitor
+        from .probe.server import terminal_roots
         from .views.events import EventEmitter
         from .views.metrics import MetricsUpdater
 
@@ -187,7 +188,12 @@ class MemGuard(ExtensionApp):
         journal = open_journal(settings, self.log)
         self.runner = ActionRunner(settings, km, journal, self.events, self.log)
         self.monitor = Monitor(
-            settings, km, serverapp.session_manager, self.log, act=self.runner.carry_out
+            settings,
+            km,
+            serverapp.session_manager,
+            self.log,
+            act=self.runner.carry_out,
+            terminals=lambda: terminal_roots(serverapp),
         )
         self.recorder = Recorder(journal, self.events, self.log, self.monitor.path_of)
         self.deaths = DeathSources(

@@ -8,7 +8,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from .probe.breakdown import Breakdown
 
 LimitSource = Literal["config", "cgroup_v2", "cgroup_v1", "spawner_mem_limit", "host"]
 
@@ -57,6 +60,27 @@ class ProcessTreeMemory:
     pss_bytes: int | None = None
     uss_bytes: int | None = None
     source: str = "proc"  # "proc": read from /proc here; "usage_request": the kernel said so
+    exact_bytes: int | None = None  # each page counted once (PSS summed over the tree)
+    exact_at: float | None = None  # when the exact figure was read (it may be a few s old)
+
+    @property
+    def decision_bytes(self) -> int:
+        """The kernel's memory with each page counted once, as well as it is known.
+
+        One process: its RSS. Several: the tree's PSS where measured (forked workers share
+        their parent's pages copy-on-write, and summed RSS would count them once per process),
+        else the RSS sum, an upper bound.
+        """
+        if self.exact_bytes is not None:
+            return min(self.exact_bytes, self.rss_bytes)
+        return self.rss_bytes
+
+    @property
+    def method(self) -> str:
+        """How ``decision_bytes`` was measured: 'rss', 'pss' or 'usage_request'."""
+        if self.source == "usage_request":
+            return "usage_request"
+        return "pss" if self.exact_bytes is not None else "rss"
 
     @property
     def children(self) -> tuple[int, ...]:
@@ -95,7 +119,7 @@ class KernelState:
     @property
     def usage_bytes(self) -> int | None:
         """The figure the guard decides on (None: not measured)."""
-        return self.memory.rss_bytes if self.memory is not None else None
+        return self.memory.decision_bytes if self.memory is not None else None
 
     @property
     def busy(self) -> bool:
@@ -113,6 +137,7 @@ class Tick:
     kernels: Mapping[str, KernelState]
     interval_s: float = 0.0
     sample_cost_s: float = 0.0
+    breakdown: Breakdown | None = None  # who holds the budget (from the last host scan)
 
     def __post_init__(self) -> None:
         if not isinstance(self.kernels, MappingProxyType):
@@ -123,7 +148,7 @@ class Tick:
         return sum(k.usage_bytes or 0 for k in self.kernels.values())
 
 
-ActionKind = Literal["warn", "interrupt", "restart", "shutdown", "kill", "cull"]
+ActionKind = Literal["warn", "interrupt", "restart", "shutdown", "kill", "cull", "pressure"]
 
 
 @dataclass(frozen=True)
@@ -133,9 +158,10 @@ class Action:
     kind: ActionKind
     kernel_id: str
     reason: str
-    trigger: Literal["kernel_limit", "budget", "idle", "idle_pressure", "admin"]
+    trigger: Literal["kernel_limit", "budget", "idle", "idle_pressure", "admin", "outside"]
     usage_bytes: int | None = None
     limit_bytes: int | None = None
+    culprit: Mapping[str, Any] | None = None  # 'pressure': the process outside the kernels
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

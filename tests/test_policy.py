@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from jupyter_memguard.app import default_settings
 from jupyter_memguard.guard.policy import PolicyState, decide, level, next_interval
 from jupyter_memguard.models import Budget, KernelState, ProcessTreeMemory, Tick
+from jupyter_memguard.probe.breakdown import Breakdown, Holder, OtherProcess
 from jupyter_memguard.settings import ConfigValueError, MemGuardSettings
 
 MB = 1_000_000
+MiB = 2**20
 LIMIT = 1000 * MB  # per-kernel limit in most tests: warn 800, halt 900, kill 950
 BIG_BUDGET = 100_000 * MB
 
@@ -229,7 +233,7 @@ def test_pressure_culls_idle_kernels_largest_first_before_halting_busy_ones():
     assert actions == []
 
 
-def test_pressure_culls_only_as_many_as_needed_then_halts():
+def test_pressure_culls_nobody_when_culling_cannot_relieve_it_and_halts_the_cause():
     config = settings(kernel_memory_limit="")
     kernels = (
         kernel("i1", rss=50 * MB),
@@ -240,10 +244,65 @@ def test_pressure_culls_only_as_many_as_needed_then_halts():
         snap(0, *kernels, budget=1000 * MB, usage=990 * MB), config, PolicyState()
     )
     kinds = [(a.kind, a.kernel_id) for a in actions if a.kind != "warn"]
-    # Both idle kernels are culled (not enough), then the busy one is killed (990 ≥ kill 950 - 90).
-    assert kinds[:2] == [("cull", "i1"), ("cull", "i2")]
-    assert "busy" in [k for _, k in kinds[2:]]
+    # Culling both idle kernels would leave 900 MB, still over warn (800): their users keep
+    # their state. Stopping the busy one (800 MB) brings usage under the halt line: it goes
+    # (990 is over the kill line, 950).
+    assert kinds == [("kill", "busy")]
     assert state.budget_victim == "busy"
+
+
+def outside_breakdown(script_bytes: int) -> Breakdown:
+    script = OtherProcess(4242, "python", "python train.py", "ana", script_bytes, "1")
+    server = Holder("server", "server", 0, (), "rss")
+    return Breakdown(
+        2048 * MiB, "host", 0.0, (), server, (), (), 0, 0, 0, 0, "", 0, 0,
+        largest_outside=(script,),
+    )  # fmt: skip
+
+
+def test_pressure_from_outside_the_kernels_touches_no_kernel_and_names_the_process():
+    # A 2 GiB container: two idle kernels of 150 MiB and a 1.7 GiB script from a terminal.
+    config = settings(kernel_memory_limit="")
+    kernels = (kernel("a", rss=150 * MiB), kernel("b", rss=150 * MiB))
+    budget = Budget(2048 * MiB, "cgroup_v1", 2000 * MiB, "test", 24 * 2**30)
+    state = PolicyState()
+    outcomes = []
+    for now, usage in ((0, 2000), (1, 2010), (2, 1500), (3, 2000)):
+        tick = Tick(
+            number=now,
+            at=now,
+            budget=replace(budget, usage_bytes=usage * MiB),
+            kernels={k.kernel_id: k for k in kernels},
+            breakdown=outside_breakdown(1700 * MiB),
+        )
+        actions, state = decide(tick, config, state)
+        outcomes.append([(a.kind, a.kernel_id) for a in actions])
+        if now == 0:
+            (pressure,) = actions
+            assert pressure.culprit["pid"] == 4242 and pressure.culprit["terminal"] == "1"
+            assert pressure.reason == (
+                "A process outside your notebooks, `python train.py` (pid 4242, terminal 1), "
+                "uses 1.7 GiB of the 2 GiB limit"
+            )
+    # One warning per crossing (re-armed once usage is back under the warn line); no cull, no
+    # halt, although usage is over the kill line.
+    assert outcomes == [[("pressure", "")], [], [], [("pressure", "")]]
+
+
+def test_budget_victim_only_when_stopping_it_relieves_the_budget():
+    config = settings(kernel_memory_limit="", cull_under_pressure=False)
+    kernels = (kernel("small", rss=60 * MB, execution_state="busy"),)
+    # 930 of 1000 (halt line 900): stopping the 60 MB kernel leaves 870, under the line.
+    actions, state = decide(
+        snap(0, *kernels, budget=1000 * MB, usage=930 * MB), config, PolicyState()
+    )
+    assert ("interrupt", "small") in [(a.kind, a.kernel_id) for a in actions]
+    # 990 of 1000: stopping it leaves 930, still over the halt line: it is not the cause.
+    actions, state = decide(
+        snap(0, *kernels, budget=1000 * MB, usage=990 * MB), config, PolicyState()
+    )
+    assert [(a.kind, a.kernel_id) for a in actions] == [("pressure", "")]
+    assert state.budget_victim is None
 
 
 def test_pressure_from_a_runaway_spares_idle_bystanders():

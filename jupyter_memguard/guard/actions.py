@@ -85,19 +85,24 @@ class ActionRunner:
         self._oom_adjusted: set[int] = set()
 
     def steer_oom_killer(self, tick: Tick) -> None:
-        """Tick listener: give each new kernel process the configured oom_score_adj, so the
-        OOM killer takes a kernel before the server."""
+        """Tick listener: give every user workload (each kernel's processes and each
+        terminal's) the configured oom_score_adj, so the OOM killer weighs a terminal's
+        script like a kernel and takes either before the server (left at its own score)."""
         value = self.settings.oom_score_adj
         if value is None:
             return
-        live = set()
+        workload: set[int] = set()
         for kernel in tick.kernels.values():
-            if kernel.pid is None or kernel.memory is None:
-                continue
-            live.add(kernel.pid)
-            if kernel.pid not in self._oom_adjusted and set_oom_score_adj(kernel.pid, value):
-                self._oom_adjusted.add(kernel.pid)
-        self._oom_adjusted &= live
+            if kernel.memory is not None:
+                workload.update(kernel.memory.pids)
+        if tick.breakdown is not None:
+            for terminal in tick.breakdown.terminals:
+                workload.update(terminal.pids)
+        workload.discard(os.getpid())
+        for pid in workload - self._oom_adjusted:
+            if set_oom_score_adj(pid, value):
+                self._oom_adjusted.add(pid)
+        self._oom_adjusted &= workload
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -128,6 +133,20 @@ class ActionRunner:
                     "limit_bytes": action.limit_bytes or 0,
                     "fraction": round(fraction, 4),
                     "trigger": action.trigger,
+                },
+            )
+            return
+        if action.kind == "pressure":
+            self.log.warning(
+                "memguard: memory pressure from outside the kernels: %s", action.reason
+            )
+            self.events.emit(
+                "memory_pressure",
+                {
+                    "usage_bytes": action.usage_bytes or 0,
+                    "limit_bytes": action.limit_bytes or 0,
+                    "message": action.reason,
+                    "culprit": dict(action.culprit) if action.culprit else None,
                 },
             )
             return

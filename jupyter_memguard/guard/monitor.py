@@ -15,20 +15,42 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..models import Action, Budget, KernelState, ProcessTreeMemory, Tick
 from ..probe import limits
+from ..probe.breakdown import (
+    Breakdown,
+    Owners,
+    breakdown,
+    unowned_from_meminfo,
+    unowned_from_memory_stat,
+)
 from ..probe.gpu import GpuProcessUsage, GpuReader, kernel_gpu
 from ..probe.proc import History, sample_tree, tree_rss
-from ..probe.proctree import walk_tree, walk_trees
+from ..probe.proctree import (
+    HostScan,
+    KernelRoot,
+    TreePss,
+    escaped_members,
+    memory_cgroup,
+    read_children,
+    scan_host,
+    walk_tree,
+    walk_trees,
+)
 from ..probe.remote_usage import RemoteUsagePoller
 from ..probe.server import find_kernel, kernel_activity, kernel_ids, kernel_pgid, kernel_pid
 from ..settings import MemGuardSettings
 from .policy import PolicyState, decide, kernel_limit, next_interval
 
 ActionSink = Callable[[Action, Tick], Awaitable[None]]
+TerminalRoots = Callable[[], dict[str, int]]  # terminal name → its shell's pid
+
+HOST_SCAN_INTERVAL_S = 5.0  # escapes and the budget breakdown: a full /proc scan this often
+EXACT_REFRESH_S = 5.0  # a multi-process kernel's exact figure is refreshed this often for display
+EXACT_FROM = 0.9  # ... and every tick from this fraction of its warn line (or the budget's)
 TickListener = Callable[[Tick], None]
 GoneListener = Callable[[KernelState], None]
 
@@ -51,6 +73,33 @@ class _Tracked:
 
 
 @dataclass(frozen=True)
+class _Root:
+    """Where a kernel's processes start: its pid and the process group it was started in."""
+
+    pid: int
+    pgid: int | None
+
+
+def _own_processes(kernel_roots: set[int]) -> tuple[int, ...]:
+    """This server and its descendants, without walking into its kernels' trees again."""
+    server = os.getpid()
+    pids: list[int] = [server]
+    for child in read_children(server):
+        if child not in kernel_roots:
+            pids.extend(walk_tree(child))
+    return tuple(pids)
+
+
+def _own_memory_cgroup() -> str | None:
+    """This server's memory cgroup as /proc/self/cgroup names it (the breakdown's scope)."""
+    try:
+        with open("/proc/self/cgroup") as handle:
+            return memory_cgroup(handle.read())
+    except OSError:
+        return None
+
+
+@dataclass(frozen=True)
 class _OsReading:
     """What one sampling pass read from the OS (in the worker thread)."""
 
@@ -70,12 +119,14 @@ class Monitor:
         session_manager: Any,
         log: logging.Logger,
         act: ActionSink | None = None,
+        terminals: TerminalRoots | None = None,
     ) -> None:
         self.settings = settings
         self.km = kernel_manager
         self.sm = session_manager
         self.log = log
         self.act = act  # carries out the policy's actions; None = observe only
+        self.terminals = terminals or dict
         self.on_tick: list[TickListener] = []
         self.on_kernel_gone: list[GoneListener] = []
         self.gpu = GpuReader()
@@ -90,6 +141,15 @@ class Monitor:
         self._sample_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        # Worker-thread state (one sampling pass at a time, under _sample_lock):
+        self._pss = TreePss()
+        self._exact: dict[str, tuple[float, int]] = {}  # kernel → (read at, exact bytes)
+        self._escaped: dict[str, tuple[int, ...]] = {}  # kernel → processes that left its tree
+        self._scanned_at = -1e9
+        self._breakdown: Breakdown | None = None
+        self._terminal_roots: dict[str, int] = {}
+        self._scan_task: asyncio.Task[None] | None = None
+        self._own_cgroup = _own_memory_cgroup()
         budget = self._read_budget()
         self._latest = Tick(number=0, at=time.time(), budget=budget, kernels={})
 
@@ -117,6 +177,8 @@ class Monitor:
             self._task = asyncio.create_task(self._run(), name="memguard-monitor")
 
     async def stop(self) -> None:
+        if self._scan_task is not None:
+            self._scan_task.cancel()
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -193,34 +255,122 @@ class Monitor:
             for callback in self.on_kernel_gone:
                 callback(state)
 
-    def _read_os(self, pids: dict[str, int], peaks: dict[str, int], detail: bool) -> _OsReading:
-        """Read the OS (worker thread): each kernel's own tree, never the whole host."""
+    def _read_os(self, roots: dict[str, _Root], peaks: dict[str, int], detail: bool) -> _OsReading:
+        """Read the OS (worker thread): each kernel's own tree, never the whole host, except
+        for a host scan every few seconds (escaped work, the budget breakdown)."""
         started = time.perf_counter()
         now = time.time()
-        walked = walk_trees(pids.values())
-        trees = {
-            kid: sample_tree(pid, walked.get(pid, ()), peaks.get(kid, 0), detail, now=now)
-            for kid, pid in pids.items()
-        }
-        server_rss = tree_rss(walk_tree(os.getpid()))
-        budget = self._read_budget(server_rss)
+        last = self._latest.budget
+        walked = walk_trees(r.pid for r in roots.values())
+        trees: dict[str, ProcessTreeMemory | None] = {}
+        for kid, root in roots.items():
+            pids = walked.get(root.pid, ())
+            escaped = [p for p in self._escaped.get(kid, ()) if p not in pids]
+            for pid in escaped:  # an escaped process and its own children
+                pids += tuple(p for p in walk_tree(pid) if p not in pids)
+            tree = sample_tree(root.pid, pids, peaks.get(kid, 0), detail, now=now)
+            trees[kid] = self._with_exact(kid, tree, now, last) if tree is not None else None
+        self._pss.retain(roots.keys())
+        # Usage against a configured limit: the server's own processes plus each kernel's
+        # figure with every page counted once (summed RSS would count forked workers again).
+        kernels_bytes = sum(tree.decision_bytes for tree in trees.values() if tree is not None)
+        server_rss = tree_rss(_own_processes({r.pid for r in roots.values()}))
+        budget = self._read_budget(server_rss + kernels_bytes)
         gpu = self.gpu.read() if self.gpu.available else {}
         return _OsReading(budget, trees, time.perf_counter() - started, gpu)
+
+    def _with_exact(
+        self, kid: str, tree: ProcessTreeMemory, now: float, budget: Budget
+    ) -> ProcessTreeMemory:
+        """Add the exact figure (PSS over the tree) where it matters: a tree of several
+        processes near its warn line or under budget pressure (every tick), else every few
+        seconds for display. It costs ~10 ms per GiB of summed RSS, so not for every tree."""
+        if len(tree.pids) < 2:
+            self._exact.pop(kid, None)
+            return tree
+        limit, _ = kernel_limit(self.settings, budget)
+        approach = EXACT_FROM * self.settings.warn_fraction
+        near = tree.rss_bytes >= approach * limit or budget.usage_bytes >= approach * (
+            budget.limit_bytes
+        )
+        last = self._exact.get(kid)
+        if near or last is None or now - last[0] >= EXACT_REFRESH_S:
+            reading = self._pss.read(kid, tree.pids)
+            if reading is None:
+                return tree
+            last = (now, reading.bytes)
+            self._exact[kid] = last
+        return replace(tree, exact_bytes=last[1], exact_at=last[0])
+
+    async def _scan_host(self, tick: Tick) -> None:
+        """The slow host scan, in its own worker-thread call off the tick's path: a busy host
+        makes it dearer, never the tick."""
+        try:
+            await asyncio.to_thread(self._scan, tick)
+        except Exception:
+            self.log.exception("memguard: host scan failed")
+        finally:
+            self._scan_task = None
+
+    def _scan(self, tick: Tick) -> HostScan:
+        """Processes that left a kernel's tree but not its session or process group
+        (``!nohup job &``), and who holds the budget (worker thread)."""
+        budget = tick.budget
+        in_cgroup = budget.limit_source in ("cgroup_v1", "cgroup_v2")
+        scan = scan_host(cgroups=in_cgroup)
+        self._scanned_at = time.monotonic()
+        roots = {k.kernel_id: _Root(k.pid, k.pgid) for k in tick.kernels.values() if k.pid}
+        trees = {kid: tick.kernels[kid].memory for kid in roots}
+        kernel_roots = {
+            kid: KernelRoot(root.pid, None, root.pgid, trees[kid].pids if trees.get(kid) else ())
+            for kid, root in roots.items()
+        }
+        self._escaped = escaped_members(kernel_roots, scan)
+        owners = Owners(
+            server_pid=os.getpid(),
+            kernels={
+                kid: tuple(dict.fromkeys((tree.pids if tree else ()) + self._escaped.get(kid, ())))
+                for kid, tree in trees.items()
+            },
+            terminals=self._terminal_roots,
+            kernel_bytes={kid: t.decision_bytes for kid, t in trees.items() if t is not None},
+            kernel_method="decision",
+        )
+        unowned = (
+            unowned_from_memory_stat(limits.read_memory_stat(budget.cgroup_path))
+            if in_cgroup and budget.cgroup_path
+            else unowned_from_meminfo(limits.read_meminfo())
+        )
+        self._breakdown = breakdown(
+            scan,
+            owners,
+            budget.usage_bytes,
+            cgroup_path=self._own_cgroup if in_cgroup else None,
+            unowned=unowned,
+        )
+        return scan
 
     async def sample(self, detail: bool = False) -> Tick:
         """Sample every kernel now and publish a Tick (no policy); returns it."""
         async with self._sample_lock:
             self._sync_with_manager()
-            pids = {kid: t.pid for kid, t in self._kernels.items() if t.pid is not None}
+            roots = {
+                kid: _Root(t.pid, t.pgid) for kid, t in self._kernels.items() if t.pid is not None
+            }
             peaks = {kid: t.history.peak_bytes for kid, t in self._kernels.items()}
-            reading = await asyncio.to_thread(self._read_os, pids, peaks, detail)
+            self._terminal_roots = self.terminals()
+            reading = await asyncio.to_thread(self._read_os, roots, peaks, detail)
             for kernel_id, tracked in list(self._kernels.items()):
                 if tracked.pid is None:
                     self._remote_sample(kernel_id, tracked)
                 else:
                     self._local_sample(tracked, reading)
             await self.refresh_paths()
-            return self._publish(reading)
+            tick = self._publish(reading)
+        due = time.monotonic() - self._scanned_at >= HOST_SCAN_INTERVAL_S
+        if due and self._scan_task is None:
+            self._scan_task = asyncio.create_task(self._scan_host(tick))
+        return tick
 
     def _local_sample(self, tracked: _Tracked, reading: _OsReading) -> None:
         tree = reading.trees.get(tracked.kernel_id)
@@ -304,6 +454,7 @@ class Monitor:
             kernels=kernels,
             interval_s=self._interval,
             sample_cost_s=reading.took_s,
+            breakdown=self._breakdown,
         )
         self._latest = tick
         return tick

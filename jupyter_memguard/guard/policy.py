@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
 
 from ..models import Action, Budget, KernelState, Tick
 from ..settings import MemGuardSettings
@@ -159,8 +159,9 @@ def decide(
     decision = _Decision(tick, settings, state, guards)
     _per_kernel_limits(decision)
     _idle_culling(decision)
-    victim = _budget_relief(decision)
-    return decision.actions, PolicyState(kernels=decision.guards, budget_victim=victim)
+    victim, warned = _budget_relief(decision)
+    state = PolicyState(kernels=decision.guards, budget_victim=victim, budget_warned=warned)
+    return decision.actions, state
 
 
 def _per_kernel_limits(d: _Decision) -> None:
@@ -216,10 +217,17 @@ def _idle_culling(d: _Decision) -> None:
             )
 
 
-def _budget_relief(d: _Decision) -> str | None:
-    """Phase 3: the budget. Cull idle kernels largest first, then escalate on one victim.
+def _budget_relief(d: _Decision) -> tuple[str | None, bool]:
+    """Phase 3: the budget, acting only on the cause.
 
-    Returns the budget victim to carry into the next decision (None once relieved).
+    Idle kernels are culled, largest first, only as many as bring the projected usage under
+    the warn line, and none when even all of them would not. A kernel is made the budget
+    victim only when stopping it brings the usage under the halt line. When the kernels cannot
+    relieve the pressure (it comes from outside them), no kernel is touched: one ``pressure``
+    action per crossing names the largest process outside them instead.
+
+    Returns the budget victim to carry into the next decision (None once relieved) and
+    whether the pressure warning stands (sent, usage not yet back under the warn line).
     """
     s, budget = d.settings, d.tick.budget
     limit, usage = budget.limit_bytes, budget.usage_bytes
@@ -238,15 +246,20 @@ def _budget_relief(d: _Decision) -> str | None:
     over_halt = projected >= halt_line or (limit - projected) < s.min_headroom_bytes
     over = (projected >= warn_line, over_halt, projected >= s.kill_fraction * limit)
     if victim is None and over_halt:
-        victim = _largest_candidate(d)
+        victim = _relieving_candidate(d, projected, min(halt_line, limit - s.min_headroom_bytes))
+    warned = d.state.budget_warned and projected >= warn_line
     if victim is None:
-        return None
+        if projected >= warn_line and not warned and not _relief_in_flight(d):
+            warned = _warn_outside(d, usage)
+        return None, warned
     kernel = d.tick.kernels[victim]
+    units = s.display_units
 
     def make(kind: str) -> Action:
         reason = (
-            f"memory budget exhausted: {human_bytes(usage, s.display_units)} of {human_bytes(limit, s.display_units)} in use; "
-            f"this kernel is the largest ({human_bytes(kernel.usage_bytes or 0, s.display_units)})"
+            f"memory budget exhausted: {human_bytes(usage, units)} of "
+            f"{human_bytes(limit, units)} in use; stopping this kernel "
+            f"({human_bytes(kernel.usage_bytes or 0, units)}) relieves it"
         )
         return Action(kind, victim, reason, "budget", kernel.usage_bytes, limit)  # type: ignore[arg-type]
 
@@ -254,27 +267,80 @@ def _budget_relief(d: _Decision) -> str | None:
         d.guards[victim], over, d.tick.at, s, make, kernel.usage_bytes or 0
     )
     d.actions.extend(steps)
-    return None if d.guards[victim].stage == "none" else victim
+    return (None if d.guards[victim].stage == "none" else victim), warned
+
+
+def _relief_in_flight(d: _Decision) -> bool:
+    """A cull, halt or kill is under way (decided this tick or earlier)."""
+    return any(a.kind != "warn" for a in d.actions) or any(
+        g.culled or g.stage != "none" for g in d.guards.values()
+    )
+
+
+def _warn_outside(d: _Decision, usage: int) -> bool:
+    """The pressure comes from outside the kernels: say who holds the memory, touch no kernel.
+
+    Returns True (the warning is sent; it is re-armed once usage is back under the line).
+    """
+    s, budget = d.settings, d.tick.budget
+    units = s.display_units
+    culprit: dict[str, Any] | None = None
+    if d.tick.breakdown is not None and d.tick.breakdown.largest_outside:
+        top = d.tick.breakdown.largest_outside[0]
+        culprit = {
+            "pid": top.pid,
+            "name": top.name,
+            "cmdline": top.cmdline,
+            "user": top.user,
+            "bytes": top.bytes,
+            "terminal": top.terminal,
+        }
+        where = f", terminal {top.terminal}" if top.terminal else ""
+        reason = (
+            f"A process outside your notebooks, `{top.cmdline or top.name}` (pid {top.pid}"
+            f"{where}), uses {human_bytes(top.bytes, units)} of the "
+            f"{human_bytes(budget.limit_bytes, units)} limit"
+        )
+    else:
+        kernels_bytes = sum(k.usage_bytes or 0 for k in d.kernels)
+        reason = (
+            f"Memory outside your notebooks fills the budget: {human_bytes(usage, units)} of "
+            f"{human_bytes(budget.limit_bytes, units)} in use, "
+            f"{human_bytes(kernels_bytes, units)} of it by kernels"
+        )
+    d.actions.append(
+        Action("pressure", "", reason, "outside", usage, budget.limit_bytes, culprit=culprit)
+    )
+    return True
 
 
 def _cull_for_pressure(d: _Decision, projected: float, warn_line: float) -> float:
-    """Cull idle kernels, largest first, until the projected usage is under the warn line."""
+    """Cull idle kernels, largest first, until the projected usage is under the warn line;
+    none at all when culling every idle kernel would not get it there (the cause is
+    elsewhere, and their users would lose their state for nothing)."""
     s, budget = d.settings, d.tick.budget
-    idle = [
-        k
-        for k in d.kernels
-        if not d.guards[k.kernel_id].culled
-        and d.guards[k.kernel_id].stage == "none"
-        and _cullable(k, s)
-    ]
-    for kernel in sorted(idle, key=lambda k: k.usage_bytes or 0, reverse=True):
+    idle = sorted(
+        (
+            k
+            for k in d.kernels
+            if not d.guards[k.kernel_id].culled
+            and d.guards[k.kernel_id].stage == "none"
+            and _cullable(k, s)
+        ),
+        key=lambda k: k.usage_bytes or 0,
+        reverse=True,
+    )
+    if projected - sum(k.usage_bytes or 0 for k in idle) >= warn_line:
+        return projected
+    units = s.display_units
+    for kernel in idle:
         if projected < warn_line:
             break
         size = kernel.usage_bytes or 0
         reason = (
-            f"memory pressure: {human_bytes(budget.usage_bytes, s.display_units)} of "
-            f"{human_bytes(budget.limit_bytes, s.display_units)} in use; culling the largest idle kernel "
-            f"({human_bytes(size, s.display_units)})"
+            f"memory pressure: {human_bytes(budget.usage_bytes, units)} of "
+            f"{human_bytes(budget.limit_bytes, units)} in use; culling the largest idle kernel "
+            f"({human_bytes(size, units)})"
         )
         d.actions.append(
             Action("cull", kernel.kernel_id, reason, "idle_pressure", size, budget.limit_bytes)
@@ -286,8 +352,9 @@ def _cull_for_pressure(d: _Decision, projected: float, warn_line: float) -> floa
     return projected
 
 
-def _largest_candidate(d: _Decision) -> str | None:
-    """The kernel the budget escalation falls on: the largest one not already on its way out."""
+def _relieving_candidate(d: _Decision, projected: float, line: float) -> str | None:
+    """The kernel the budget escalation falls on: the largest one not already on its way out
+    whose end brings the usage under the line; None when no kernel's would."""
     candidates = [
         k
         for k in d.kernels
@@ -295,6 +362,7 @@ def _largest_candidate(d: _Decision) -> str | None:
         and k.usage_bytes is not None
         and not d.guards[k.kernel_id].culled
         and d.guards[k.kernel_id].stage != "killed"
+        and projected - (k.usage_bytes or 0) < line
     ]
     if not candidates:
         return None

@@ -82,13 +82,15 @@ class Holder:
 
 @dataclass(frozen=True)
 class OtherProcess:
-    """A process in the budget that is neither a kernel, the server nor a terminal."""
+    """A process in the budget outside the kernels and the server (``terminal``: the name of
+    the terminal it runs in, if any)."""
 
     pid: int
     name: str
     cmdline: str
     user: str
     bytes: int
+    terminal: str | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,7 @@ class Breakdown:
     unowned_source: str
     unattributed_bytes: int
     overcounted_bytes: int
+    largest_outside: tuple[OtherProcess, ...] = ()  # biggest processes outside the kernels
 
     @property
     def attributed_bytes(self) -> int:
@@ -227,6 +230,16 @@ def breakdown(
         for info in rest[:top]
     )
     others_bytes = sum(info.rss_bytes for info in rest)
+    # The processes that could be the cause when kernels are not: terminals' and others'.
+    in_terminals = [
+        OtherProcess(
+            info.pid, info.name, info.cmdline, user_name(info.uid), info.rss_bytes, holder.key
+        )
+        for holder in terminals
+        for info in (procs[p] for p in holder.pids if p in procs)
+        if info.rss_bytes > 0
+    ]
+    largest = sorted((*in_terminals, *others), key=lambda o: o.bytes, reverse=True)[:top]
 
     attributed = (
         sum(h.bytes for h in (*kernels, server, *terminals))
@@ -249,4 +262,5 @@ def breakdown(
         unowned_source=unowned.source,
         unattributed_bytes=max(0, usage_bytes - attributed),
         overcounted_bytes=max(0, attributed - usage_bytes),
+        largest_outside=tuple(largest),
     )

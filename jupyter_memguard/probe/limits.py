@@ -248,3 +248,13 @@ def read_budget(
         system_oom_kill_count=read_system_oom_kills(root),
         candidates={c[1]: c[0] for c in candidates},
     )
+
+
+def read_memory_stat(cgroup_dir: str) -> dict[str, int]:
+    """A cgroup's memory.stat (v1 or v2), parsed; empty when unreadable."""
+    return parse_keyed(_read_text(Path(cgroup_dir) / "memory.stat"))
+
+
+def read_meminfo(root: Path = Path("/")) -> dict[str, int]:
+    """/proc/meminfo in bytes; empty when unreadable."""
+    return parse_meminfo(_read_text(root / "proc/meminfo") or "")

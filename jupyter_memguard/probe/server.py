@@ -81,3 +81,15 @@ def kernel_activity(kernel_manager: Any, kernel_id: str, now: float) -> Activity
     return Activity(
         getattr(kernel, "execution_state", None) or "unknown", round(idle, 1), int(connections)
     )
+
+
+def terminal_roots(serverapp: Any) -> dict[str, int]:
+    """Each terminal of this server (jupyter_server_terminals) by name → its shell's pid."""
+    settings = getattr(getattr(serverapp, "web_app", None), "settings", None) or {}
+    manager = settings.get("terminal_manager")
+    roots: dict[str, int] = {}
+    for name, terminal in dict(getattr(manager, "terminals", None) or {}).items():
+        pid = getattr(getattr(terminal, "ptyproc", None), "pid", None)
+        if isinstance(pid, int) and pid > 0:
+            roots[str(name)] = pid
+    return roots

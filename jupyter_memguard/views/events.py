@@ -13,6 +13,7 @@ EVENT_KINDS = (
     "kernel_halted",
     "kernel_culled",
     "kernel_terminated",
+    "memory_pressure",
 )
 
 

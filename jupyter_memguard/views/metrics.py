@@ -17,6 +17,18 @@ KERNEL_PEAK = Gauge(
     "Peak RSS of a kernel's process tree",
     ["kernel_id", "kernel_name"],
 )
+KERNEL_USED = Gauge(
+    "memguard_kernel_used_bytes",
+    "A kernel's memory with each page counted once (PSS over a tree of several processes): "
+    "the figure the guard decides on",
+    ["kernel_id", "kernel_name"],
+)
+BUDGET_HOLDER = Gauge(
+    "memguard_budget_holder_bytes",
+    "Who holds the budget: kernels, server, terminals, other_processes, page_cache, shmem, "
+    "unattributed (from the host scan every few seconds)",
+    ["holder"],
+)
 KERNEL_GPU = Gauge(
     "memguard_kernel_gpu_bytes",
     "GPU memory of a kernel's process tree (all devices; NVML)",
@@ -52,10 +64,11 @@ class MetricsUpdater:
             labels = (kernel_id, state.name)
             current.add(labels)
             KERNEL_RSS.labels(*labels).set(state.memory.rss_bytes)
+            KERNEL_USED.labels(*labels).set(state.memory.decision_bytes)
             KERNEL_PEAK.labels(*labels).set(state.peak_bytes)
             KERNEL_GPU.labels(*labels).set(state.gpu["used_bytes"] if state.gpu else 0)
         for labels in self._labels - current:
-            for gauge in (KERNEL_RSS, KERNEL_PEAK, KERNEL_GPU):
+            for gauge in (KERNEL_RSS, KERNEL_USED, KERNEL_PEAK, KERNEL_GPU):
                 try:
                     gauge.remove(*labels)
                 except KeyError:
@@ -68,6 +81,18 @@ class MetricsUpdater:
         KERNEL_LIMIT.set(max(limits) if limits else budget.limit_bytes)
         KERNELS.set(len(tick.kernels))
         SAMPLE_SECONDS.set(tick.sample_cost_s)
+        split = tick.breakdown
+        if split is not None:
+            for holder, value in (
+                ("kernels", sum(h.bytes for h in split.kernels)),
+                ("server", split.server.bytes),
+                ("terminals", sum(h.bytes for h in split.terminals)),
+                ("other_processes", split.others_bytes),
+                ("page_cache", split.page_cache_bytes),
+                ("shmem", split.shmem_bytes),
+                ("unattributed", split.unattributed_bytes),
+            ):
+                BUDGET_HOLDER.labels(holder).set(value)
 
     @staticmethod
     def count_termination(verdict: str) -> None:

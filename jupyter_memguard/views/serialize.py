@@ -21,6 +21,9 @@ def kernel_json(
     if state.memory is not None:
         m = state.memory
         memory = {
+            "used_bytes": m.decision_bytes,
+            "method": m.method,
+            "exact_at": round(m.exact_at, 3) if m.exact_at else None,
             "rss_bytes": m.rss_bytes,
             "peak_bytes": state.peak_bytes,
             "growth_bytes_per_s": round(state.growth_bytes_per_s, 1),
@@ -71,6 +74,7 @@ def status_json(tick: Tick, settings: MemGuardSettings) -> dict[str, Any]:
         "kernels_rss_bytes": sum(
             k.memory.rss_bytes for k in tick.kernels.values() if k.memory is not None
         ),
+        "kernels_used_bytes": tick.kernels_usage_bytes,
         "kernel_count": len(tick.kernels),
         "interval_seconds": round(tick.interval_s, 4),
         "last_tick_at": tick.at,
@@ -78,5 +82,6 @@ def status_json(tick: Tick, settings: MemGuardSettings) -> dict[str, Any]:
         "last_sample_cost_seconds": round(tick.sample_cost_s, 6),
         "kernel_memory_limit_bytes": limit,
         "kernel_memory_limit_source": source,
+        "breakdown": tick.breakdown.to_json() if tick.breakdown is not None else None,
         "settings": settings.to_json(),
     }
