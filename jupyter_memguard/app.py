@@ -10,6 +10,8 @@ from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Float, Int, List, TraitError, Unicode, Union
 
+from .models import Tick
+from .probe.proc import tree_rss
 from .settings import ConfigValueError, MemGuardSettings, resolve_settings
 
 
@@ -173,6 +175,7 @@ class MemGuard(ExtensionApp):
         from .forensics.sources import DeathSources
         from .guard.actions import ActionRunner
         from .guard.monitor import Monitor
+        from .probe.cells import CellTracker
         from .probe.server import terminal_roots
         from .views.events import EventEmitter
         from .views.metrics import MetricsUpdater
@@ -195,7 +198,10 @@ class MemGuard(ExtensionApp):
             act=self.runner.carry_out,
             terminals=lambda: terminal_roots(serverapp),
         )
-        self.recorder = Recorder(journal, self.events, self.log, self.monitor.path_of)
+        self.cells = CellTracker(self._cell_memory, self._cell_pid)
+        self.recorder = Recorder(
+            journal, self.events, self.log, self.monitor.path_of, settings.display_units
+        )
         self.deaths = DeathSources(
             settings,
             km,
@@ -205,10 +211,16 @@ class MemGuard(ExtensionApp):
             first_tick=self.monitor.latest,
             read_budget=self.monitor.read_budget_now,
             track=self.monitor.kernel_started,
+            cells=self.cells,
         )
         self.metrics = MetricsUpdater()
         self.monitor.on_tick.extend(
-            [self.runner.steer_oom_killer, self.deaths.on_tick, self.metrics.on_tick]
+            [
+                self.runner.steer_oom_killer,
+                self._observe_cells,
+                self.deaths.on_tick,
+                self.metrics.on_tick,
+            ]
         )
         self.monitor.on_kernel_gone.append(self.deaths.on_kernel_gone)
         self.deaths.on_kernel_ended.append(self.runner.forget)
@@ -224,6 +236,22 @@ class MemGuard(ExtensionApp):
             "on" if settings.guard_enabled else "off",
             " (dry run)" if settings.dry_run else "",
         )
+
+    def _cell_memory(self, kernel_id: str) -> int | None:
+        """A kernel's memory now, for a cell's before/after (a statm read per process)."""
+        state = self.monitor.latest.kernels.get(kernel_id)
+        if state is None or not (state.pids or state.pid):
+            return None
+        return tree_rss(state.pids or (state.pid,)) or None
+
+    def _cell_pid(self, kernel_id: str) -> int | None:
+        state = self.monitor.latest.kernels.get(kernel_id)
+        return state.pid if state is not None else None
+
+    def _observe_cells(self, tick: Tick) -> None:
+        for kernel_id, state in tick.kernels.items():
+            if state.memory is not None:
+                self.cells.observe(kernel_id, state.memory.rss_bytes, state.memory.sampled_at)
 
     def initialize_handlers(self) -> None:
         from .views.handlers import handlers

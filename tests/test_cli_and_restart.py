@@ -46,6 +46,14 @@ def test_journal_survives_restart_and_cli_reads_it(tmp_path):
         assert [k["id"] for k in json.loads(live.stdout)["kernels"]] == [kernel_id]
         table = cli("kernels", "--url", server.url, "--token", server.token)
         assert "nb/victim.ipynb" in table.stdout and "budget:" in table.stdout
+        status = cli("status", "--url", server.url, "--token", server.token)
+        assert status.returncode == 0, status.stderr
+        assert "Memory:" in status.stdout and "memguard warns at 80%" in status.stdout
+        assert not status.stdout.lstrip().startswith("{")  # words by default, --json for JSON
+        cells = cli("cells", kernel_id, "--url", server.url, "--token", server.token)
+        assert cells.returncode == 0 and cells.stdout.startswith("CELL"), cells.stderr
+        for output in (table, status, cells):
+            assert max(map(len, output.stdout.splitlines())) <= 100, output.stdout
         os.kill(kernels[0]["pid"], signal.SIGKILL)
         first = wait_for_termination(server, kernel_id)
         assert first["verdict"] == "killed_externally"
@@ -57,7 +65,12 @@ def test_journal_survives_restart_and_cli_reads_it(tmp_path):
     assert "killed_externally" in verdicts
     assert "server_shutdown" in verdicts  # the restarted kernel ended with the server
     text = cli("terminations", "--journal", str(journal), "--verdict", "killed_externally")
-    assert "killed_externally" in text.stdout and "nb/victim.ipynb" in text.stdout
+    assert "nb/victim.ipynb" in text.stdout
+    assert "Kernel stopped: another process killed it" in text.stdout
+    lines = [line for line in text.stdout.splitlines() if not line.startswith("journal: ")]
+    assert max(map(len, lines)) <= 100, text.stdout
+    details = cli("terminations", "--journal", str(journal), "--details", "--limit", "1")
+    assert "Nothing suggests memory was the cause" in details.stdout or "server" in details.stdout
     # A new server on the same journal serves the old record.
     with ServerProcess(root=tmp_path / "root", journal=journal) as again:
         rows = again.get("api/memguard/terminations?verdict=killed_externally")["terminations"]

@@ -110,6 +110,11 @@ class TerminationFacts:
     gpu_peak_bytes: int | None = None
     gpu_oom_errors: tuple[dict[str, Any], ...] = ()  # GpuOomError.to_json(), recent first last
     units: Units = "binary"  # of the figures in the explanation (settings.display_units)
+    running_cell: dict[str, Any] | None = None  # CellRecord.to_json() of the cell it ran
+    top_cells: tuple[dict[str, Any], ...] = ()  # the cells that kept the most memory
+    recent_cells: tuple[dict[str, Any], ...] = ()  # the last cells, newest first
+    history: tuple[tuple[float, int], ...] = ()  # its last memory samples (time, bytes)
+    idle_kernels: tuple[dict[str, Any], ...] = ()  # other kernels idle with memory then
 
 
 @dataclass(frozen=True)
@@ -162,6 +167,11 @@ def _evidence(facts: TerminationFacts, matched: OomKill | None) -> dict[str, Any
         "gpu_last_bytes": facts.gpu_last_bytes,
         "gpu_peak_bytes": facts.gpu_peak_bytes,
         "gpu_oom_errors": list(facts.gpu_oom_errors),
+        "running_cell": facts.running_cell,
+        "top_cells": list(facts.top_cells),
+        "recent_cells": list(facts.recent_cells),
+        "history": [[round(t, 3), b] for t, b in facts.history],
+        "idle_kernels": list(facts.idle_kernels),
     }
 
 

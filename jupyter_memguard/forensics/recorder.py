@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 
 from ..probe.gpu_oom import GpuOomError
 from ..settings import MemGuardSettings
+from ..units import Units
 from ..views.events import EventEmitter
 from .classify import Classification
 from .journal import Journal, TerminationRecord
+from .wording import describe
 
 QUIET_VERDICTS = ("user_shutdown", "user_restart", "server_shutdown")
 
@@ -62,7 +64,9 @@ class Recorder:
         events: EventEmitter,
         log: logging.Logger,
         path_of: Callable[[str], Awaitable[str | None]],
+        units: Units = "binary",
     ) -> None:
+        self.units = units
         self.journal = journal
         self.events = events
         self.log = log
@@ -105,9 +109,11 @@ class Recorder:
             verdict.confidence,
             verdict.explanation,
         )
+        words = describe(record.to_json(), self.units)
         self.events.emit(
             "kernel_terminated",
             {
+                **words,
                 "kernel_id": seen.kernel_id,
                 "kernel_name": seen.name or None,
                 "path": seen.path,

@@ -20,12 +20,14 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from ..guard.policy import kernel_limit
 from ..models import Budget, KernelState, Tick
+from ..probe.cells import CellTracker
 from ..probe.gpu_oom import parse_gpu_oom
-from ..probe.iopub import KernelErrorListener
+from ..probe.iopub import IopubListener
 from ..probe.kmsg import KmsgReader, oom_kills
 from ..probe.server import find_kernel, kernel_ids, kernel_pid, kernel_returncode
 from ..settings import MemGuardSettings
@@ -44,6 +46,19 @@ OOM_MEMORY_S = 600.0  # how long an OOM-kill log line is kept for matching a lat
 GPU_OOM_KEPT = 10  # GPU out-of-memory errors remembered per kernel process
 GPU_OOM_RECORD_GAP_S = 10.0  # at most one journal record of a GPU OOM per kernel in this time
 AUTO_RESTART_WINDOW_S = 60.0  # a restart event this soon after a death is the restarter's own
+END_WINDOW_S = 15.0  # a cell interrupted this shortly before a halt's shutdown was its cause
+RECENT_CELLS_KEPT = 30  # cells kept with a termination record (its timeline)
+IDLE_WORTH = 100 * 2**20  # an idle kernel holding this much is worth naming in advice
+
+
+@dataclass(frozen=True)
+class CellFacts:
+    """The cells at a kernel's end, as JSON (CellRecord.to_json())."""
+
+    running: dict[str, Any] | None = None
+    top_kept: tuple[dict[str, Any], ...] = ()
+    recent: tuple[dict[str, Any], ...] = ()
+    history: tuple[tuple[float, int], ...] = ()  # the kernel's last memory samples
 
 
 def _boot_id() -> str:
@@ -71,6 +86,7 @@ class DeathSources:
         first_tick: Tick,
         read_budget: Callable[[], Budget],
         track: Callable[[str], bool],
+        cells: CellTracker | None = None,
     ) -> None:
         self.settings = settings
         self.km = kernel_manager
@@ -92,11 +108,14 @@ class DeathSources:
         self._kmsg_seq: int | None = None
         self._kmsg_busy = False
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.kernel_errors: KernelErrorListener | None = (
-            KernelErrorListener(self.km, self.on_kernel_error, log)
-            if settings.detect_gpu_oom
-            else None
-        )
+        self.cells = cells
+        on_error = self.on_kernel_error if settings.detect_gpu_oom else None
+        self.iopub = IopubListener(self.km, on_error, log, cells=cells)
+
+    @property
+    def kernel_errors(self) -> IopubListener | None:
+        """The iopub listener, when it reports GPU out-of-memory errors (detect_gpu_oom)."""
+        return self.iopub if self.settings.detect_gpu_oom else None
 
     # ------------------------------------------------------------------ wiring
     async def start(self) -> None:
@@ -122,17 +141,17 @@ class DeathSources:
     async def stop(self) -> None:
         """The server is stopping: record its kernels as ended by the server shutdown."""
         self.stopping = True
-        for kernel_id in kernel_ids(self.km):
-            if kernel_id not in self.last_seen:
-                self._watch(kernel_id)
-        for seen in [s for s in self.last_seen.values() if not s.awaiting_restart]:
+        live = kernel_ids(self.km)
+        for kernel_id in live:  # also a restarted process no tick has seen yet
+            self._watch(kernel_id, listen=False)
+        # A kernel still in the manager ends with the server, even one caught mid-restart.
+        for seen in [s for s in self.last_seen.values() if s.kernel_id in live]:
             facts = self._facts(seen, returncode=None, server_shutdown=True)
             await self.recorder.record(seen, classify(facts))
         self.last_seen.clear()
         for task in list(self._tasks):
             task.cancel()
-        if self.kernel_errors is not None:
-            self.kernel_errors.close()
+        self.iopub.close()
         await asyncio.to_thread(self.journal.close)
 
     def _spawn(self, coro: Any) -> None:
@@ -150,7 +169,7 @@ class DeathSources:
         }
 
     # ------------------------------------------------------------------ a kernel's first moment
-    def _watch(self, kernel_id: str) -> LastSeen | None:
+    def _watch(self, kernel_id: str, listen: bool = True) -> LastSeen | None:
         """Know a kernel from now on: its facts so far, its death callbacks, its errors."""
         kernel = find_kernel(self.km, kernel_id)
         if kernel is None:
@@ -165,7 +184,9 @@ class DeathSources:
             self.last_seen[kernel_id] = seen
         elif seen.pid is None and pid is not None and pid not in self.ended_pids:
             seen.pid, seen.awaiting_restart = pid, False
-        if kernel_id not in self.registered:
+        if listen:
+            self.iopub.watch(kernel_id, pid)
+        if listen and kernel_id not in self.registered:
             for event in ("restart", "dead"):
                 kernel.add_restart_callback(
                     lambda kid=kernel_id, ev=event: self._on_death(kid, ev), event
@@ -189,8 +210,7 @@ class DeathSources:
             self._note(seen, state)
             if kernel_id not in self.registered:
                 self._watch(kernel_id)
-        if self.kernel_errors is not None:
-            self.kernel_errors.sync({kid: k.pid for kid, k in tick.kernels.items()})
+        self.iopub.sync({kid: k.pid for kid, k in tick.kernels.items()})
         if self.kmsg.available and not self._kmsg_busy:
             self._kmsg_busy = True
             self._spawn(self._poll_kmsg())
@@ -295,18 +315,21 @@ class DeathSources:
         if seen.pid is not None:
             self.ended_pids.add(seen.pid)
         returncode = kernel_returncode(kernel) if kernel is not None else None
+        cells = self._cells_at_end(kernel_id, died=True)
+        if self.cells is not None:
+            self.cells.restarted(kernel_id)
         # A fresh process follows an auto-restart: its facts start afresh.
         self.last_seen[kernel_id] = LastSeen(
             kernel_id, seen.name, None, (), seen.path, time.time(), None, None,
             awaiting_restart=True,
         )  # fmt: skip
-        self._spawn(self._record_death(seen, returncode))
+        self._spawn(self._record_death(seen, returncode, cells))
 
-    async def _record_death(self, seen: LastSeen, returncode: int | None) -> None:
+    async def _record_death(self, seen: LastSeen, returncode: int | None, cells: CellFacts) -> None:
         # The OOM killer's lines precede the kill, but our reader runs once per tick: read now.
         await self._read_kmsg()
         budget = await asyncio.to_thread(self.read_budget)
-        facts = self._facts(seen, returncode=returncode, after=budget)
+        facts = self._facts(seen, returncode=returncode, after=budget, cells=cells)
         await self.recorder.record(seen, classify(facts))
 
     async def _on_kernel_action(self, logger: Any, schema_id: str, data: dict[str, Any]) -> None:
@@ -343,6 +366,11 @@ class DeathSources:
 
     async def _record_with_intent(self, seen: LastSeen, user_action: str | None) -> None:
         """Record an end that came through the manager: memguard's own if an intent says so."""
+        cells = self._cells_at_end(seen.kernel_id, died=False)
+        if self.cells is not None and user_action != "restart":
+            self.cells.forget(seen.kernel_id)
+        elif self.cells is not None:
+            self.cells.restarted(seen.kernel_id)
         intent = await asyncio.to_thread(self.journal.pending_intent, seen.kernel_id, time.time())
         if intent is not None:
             await asyncio.to_thread(self.journal.consume_intent, intent.id, time.time())
@@ -352,10 +380,38 @@ class DeathSources:
             user_action=user_action,
             intent=intent.kind if intent else None,
             intent_reason=intent.reason if intent else None,
+            cells=cells,
         )
         await self.recorder.record(seen, classify(facts))
 
     # ------------------------------------------------------------------ shared
+    def _cells_at_end(self, kernel_id: str, died: bool) -> CellFacts:
+        """The cell that was running when the kernel ended, the cells that kept the most
+        memory, and the last few cells (for the termination's timeline)."""
+        state = self.tick.kernels.get(kernel_id)
+        history = state.history if state is not None else ()
+        if self.cells is None:
+            return CellFacts(history=history)
+        now = time.time()
+        running = self.cells.kernel_died(kernel_id, now) if died else self.cells.running(kernel_id)
+        recent = self.cells.cells(kernel_id)
+        if running is None and recent:
+            # A halt interrupts the cell first: the cell that was running when memguard began
+            # is the last one, ended by the interrupt moments before the shutdown.
+            last = recent[0]
+            ended = last.ended_at or now
+            if (
+                last.status in ("interrupted", "error", "kernel_died")
+                and now - ended < END_WINDOW_S
+            ):
+                running = last
+        return CellFacts(
+            running=running.to_json() if running is not None else None,
+            top_kept=tuple(c.to_json() for c in self.cells.top_kept(kernel_id)),
+            recent=tuple(c.to_json() for c in recent[:RECENT_CELLS_KEPT]),
+            history=history,
+        )
+
     def _facts(
         self,
         seen: LastSeen,
@@ -365,6 +421,7 @@ class DeathSources:
         intent_reason: str | None = None,
         server_shutdown: bool = False,
         after: Budget | None = None,
+        cells: CellFacts | None = None,
     ) -> TerminationFacts:
         pids = seen.pids or ((seen.pid,) if seen.pid else ())
         ooms = tuple(oom for _, oom, _ in self.recent_ooms if oom.pid in pids)
@@ -394,4 +451,17 @@ class DeathSources:
                 oom.to_json() for oom in seen.gpu_ooms if time.time() - oom.at < OOM_MEMORY_S
             ),
             units=self.settings.display_units,
+            running_cell=cells.running if cells else None,
+            top_cells=cells.top_kept if cells else (),
+            recent_cells=cells.recent if cells else (),
+            history=cells.history if cells else (),
+            idle_kernels=self._idle_others(seen.kernel_id),
+        )
+
+    def _idle_others(self, kernel_id: str) -> tuple[dict[str, Any], ...]:
+        """The other kernels of this server that sat idle holding memory (advice: free it)."""
+        return tuple(
+            {"kernel_id": k.kernel_id, "path": k.path, "bytes": k.usage_bytes}
+            for k in self.tick.kernels.values()
+            if k.kernel_id != kernel_id and not k.busy and (k.usage_bytes or 0) >= IDLE_WORTH
         )

@@ -13,7 +13,7 @@ from tornado import web
 
 from .. import __version__
 from ..models import Tick, Verdict
-from .serialize import kernel_json, status_json
+from .serialize import cells_json, kernel_json, status_json, termination_json
 
 KERNEL_ID = r"(?P<kernel_id>[\w-]+)"
 VERDICTS = frozenset(get_args(Verdict))
@@ -91,6 +91,17 @@ class KernelHandler(MemGuardHandler):
         self.finish(json.dumps(data))
 
 
+class CellsHandler(MemGuardHandler):
+    """GET /api/memguard/kernels/{id}/cells: the kernel's recent cells with their memory."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, kernel_id: str) -> None:
+        self._known(kernel_id)
+        cells = self.memguard.cells.cells(kernel_id, include_running=True)
+        self.finish(json.dumps(cells_json(cells)))
+
+
 class HaltHandler(MemGuardHandler):
     """POST /api/memguard/kernels/{id}/halt: an admin halt (write permission needed)."""
 
@@ -151,7 +162,7 @@ class TerminationsHandler(MemGuardHandler):
         self.finish(
             json.dumps(
                 {
-                    "terminations": [row.to_json() for row in rows],
+                    "terminations": [termination_json(r, self.memguard.resolved) for r in rows],
                     "total": total,
                     "limit": query["limit"],
                     "offset": query["offset"],
@@ -194,6 +205,7 @@ def handlers() -> list[tuple[str, type[MemGuardHandler]]]:
     return [
         ("/api/memguard/kernels", KernelsHandler),
         (f"/api/memguard/kernels/{KERNEL_ID}", KernelHandler),
+        (f"/api/memguard/kernels/{KERNEL_ID}/cells", CellsHandler),
         (f"/api/memguard/kernels/{KERNEL_ID}/halt", HaltHandler),
         ("/api/memguard/status", StatusHandler),
         ("/api/memguard/terminations", TerminationsHandler),

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..forensics.journal import TerminationRecord
+from ..forensics.wording import describe
 from ..guard.policy import kernel_limit, level
 from ..models import KernelState, Tick
+from ..probe.cells import CellRecord
 from ..settings import MemGuardSettings
 
 
@@ -85,3 +88,15 @@ def status_json(tick: Tick, settings: MemGuardSettings) -> dict[str, Any]:
         "breakdown": tick.breakdown.to_json() if tick.breakdown is not None else None,
         "settings": settings.to_json(),
     }
+
+
+def termination_json(record: TerminationRecord, settings: MemGuardSettings) -> dict[str, Any]:
+    """A journal record with its plain-language headline, summary and advice."""
+    data = record.to_json()
+    data.update(describe(data, settings.display_units))
+    return data
+
+
+def cells_json(cells: list[CellRecord]) -> dict[str, Any]:
+    """GET /api/memguard/kernels/{id}/cells: newest first."""
+    return {"cells": [cell.to_json() for cell in cells]}
