@@ -251,11 +251,11 @@ def test_pressure_culls_nobody_when_culling_cannot_relieve_it_and_halts_the_caus
     assert state.budget_victim == "busy"
 
 
-def outside_breakdown(script_bytes: int) -> Breakdown:
+def outside_breakdown(script_bytes: int, scanned_at: float = 0.0) -> Breakdown:
     script = OtherProcess(4242, "python", "python train.py", "ana", script_bytes, "1")
     server = Holder("server", "server", 0, (), "rss")
     return Breakdown(
-        2048 * MiB, "host", 0.0, (), server, (), (), 0, 0, 0, 0, "", 0, 0,
+        2048 * MiB, "host", scanned_at, (), server, (), (), 0, 0, 0, 0, "", 0, 0,
         largest_outside=(script,),
     )  # fmt: skip
 
@@ -273,7 +273,7 @@ def test_pressure_from_outside_the_kernels_touches_no_kernel_and_names_the_proce
             at=now,
             budget=replace(budget, usage_bytes=usage * MiB),
             kernels={k.kernel_id: k for k in kernels},
-            breakdown=outside_breakdown(1700 * MiB),
+            breakdown=outside_breakdown(1700 * MiB, scanned_at=now),
         )
         actions, state = decide(tick, config, state)
         outcomes.append([(a.kind, a.kernel_id) for a in actions])
@@ -289,14 +289,30 @@ def test_pressure_from_outside_the_kernels_touches_no_kernel_and_names_the_proce
     assert outcomes == [[("pressure", "")], [], [], [("pressure", "")]]
 
 
+def test_pressure_names_a_culprit_only_from_a_scan_taken_since_it_began():
+    config = settings(kernel_memory_limit="")
+    kernels = {"a": kernel("a", rss=150 * MiB)}
+    budget = Budget(2048 * MiB, "cgroup_v1", 2000 * MiB, "test", 24 * 2**30)
+    stale = Tick(1, 10.0, budget, kernels, breakdown=outside_breakdown(10 * MiB, scanned_at=9.5))
+    actions, state = decide(stale, config, PolicyState())
+    assert actions == [] and state.outside_since == 10.0  # the scan predates the pressure
+    fresh = Tick(2, 11.0, budget, kernels, breakdown=outside_breakdown(1700 * MiB, 10.5))
+    actions, state = decide(fresh, config, state)
+    assert [a.culprit["bytes"] for a in actions] == [1700 * MiB]
+
+
 def test_budget_victim_only_when_stopping_it_relieves_the_budget():
     config = settings(kernel_memory_limit="", cull_under_pressure=False)
     kernels = (kernel("small", rss=60 * MB, execution_state="busy"),)
-    # 930 of 1000 (halt line 900): stopping the 60 MB kernel leaves 870, under the line.
+    big = (kernel("big", rss=300 * MB, execution_state="busy"),)
+    # 930 of 1000 (halt line 900): 630 outside the kernel; stopping it leaves 630.
+    actions, state = decide(snap(0, *big, budget=1000 * MB, usage=930 * MB), config, PolicyState())
+    assert ("interrupt", "big") in [(a.kind, a.kernel_id) for a in actions]
+    # 930 of 1000 with a 60 MB kernel: 870 is outside it, over the warn line by itself.
     actions, state = decide(
         snap(0, *kernels, budget=1000 * MB, usage=930 * MB), config, PolicyState()
     )
-    assert ("interrupt", "small") in [(a.kind, a.kernel_id) for a in actions]
+    assert [(a.kind, a.kernel_id) for a in actions] == [("pressure", "")]
     # 990 of 1000: stopping it leaves 930, still over the halt line: it is not the cause.
     actions, state = decide(
         snap(0, *kernels, budget=1000 * MB, usage=990 * MB), config, PolicyState()
@@ -491,3 +507,27 @@ def test_kernel_stuck_in_starting_is_idle_for_culling():
     busy = kernel("b", 100 * MB, idle_seconds=61, execution_state="busy")
     actions, _ = decide(snap(0, stuck, busy), config, PolicyState())
     assert [(a.kind, a.kernel_id) for a in actions] == [("cull", "s")]
+
+
+def test_an_outside_process_still_growing_is_the_cause_not_the_idle_kernels():
+    # The total crosses the warn line while the outside process is still growing and the
+    # outside part alone is under the line: the idle kernels are not culled for it.
+    config = settings(kernel_memory_limit="")
+    kernels = {k.kernel_id: k for k in (kernel("a", rss=150 * MiB), kernel("b", rss=150 * MiB))}
+    state, seen = PolicyState(), []
+    for now, outside in ((0.0, 600), (0.5, 1000), (1.0, 1400)):  # MiB outside, growing fast
+        usage = (outside + 300) * MiB
+        budget = Budget(2048 * MiB, "cgroup_v1", usage, "test", 24 * 2**30)
+        tick = Tick(int(now * 2), now, budget, kernels, breakdown=outside_breakdown(outside, now))
+        actions, state = decide(tick, config, state)
+        seen.append([a.kind for a in actions])
+    assert seen == [[], [], ["pressure"]]  # 1700 of 2048 MiB: over warn, nobody culled
+    # The same total, reached with the outside flat: the idle kernels are the relief.
+    flat = PolicyState()
+    for now in (0.0, 0.5, 1.0):
+        budget = Budget(2048 * MiB, "cgroup_v1", 1700 * MiB, "test", 24 * 2**30)
+        tick = Tick(int(now * 2), now, budget, kernels, breakdown=outside_breakdown(1400, now))
+        actions, flat = decide(tick, config, flat)
+        if actions:
+            break
+    assert [a.kind for a in actions] == ["cull"]

@@ -49,6 +49,7 @@ ActionSink = Callable[[Action, Tick], Awaitable[None]]
 TerminalRoots = Callable[[], dict[str, int]]  # terminal name → its shell's pid
 
 HOST_SCAN_INTERVAL_S = 5.0  # escapes and the budget breakdown: a full /proc scan this often
+PRESSED_SCAN_INTERVAL_S = 1.0  # ... and this often while the budget is over its warn line
 EXACT_REFRESH_S = 5.0  # a multi-process kernel's exact figure is refreshed this often for display
 EXACT_FROM = 0.9  # ... and every tick from this fraction of its warn line (or the budget's)
 TickListener = Callable[[Tick], None]
@@ -367,7 +368,10 @@ class Monitor:
                     self._local_sample(tracked, reading)
             await self.refresh_paths()
             tick = self._publish(reading)
-        due = time.monotonic() - self._scanned_at >= HOST_SCAN_INTERVAL_S
+        budget = tick.budget
+        pressed = budget.usage_bytes >= self.settings.warn_fraction * budget.limit_bytes
+        every = PRESSED_SCAN_INTERVAL_S if pressed else HOST_SCAN_INTERVAL_S
+        due = time.monotonic() - self._scanned_at >= every
         if due and self._scan_task is None:
             self._scan_task = asyncio.create_task(self._scan_host(tick))
         return tick

@@ -28,6 +28,8 @@ from ..settings import MemGuardSettings
 from ..units import human_bytes
 
 Stage = Literal["none", "interrupted", "restarted", "shutdown", "killed"]
+OUTSIDE_WINDOW_S = 5.0  # the outside memory's growth is measured over this many seconds
+GROWTH_FLOOR = 2**20  # bytes/s: slower than this is not growing
 Level = Literal["ok", "warning", "critical"]
 
 
@@ -49,6 +51,8 @@ class PolicyState:
     kernels: Mapping[str, KernelGuardState] = field(default_factory=dict)
     budget_victim: str | None = None
     budget_warned: bool = False
+    outside_since: float | None = None  # when memory outside the kernels became the cause
+    outside_samples: tuple[tuple[float, int], ...] = ()  # (time, bytes outside the kernels)
 
 
 def kernel_limit(settings: MemGuardSettings, budget: Budget) -> tuple[int, str]:
@@ -144,6 +148,8 @@ class _Decision:
     state: PolicyState
     guards: dict[str, KernelGuardState]
     actions: list[Action] = field(default_factory=list)
+    outside_since: float | None = None
+    outside_samples: tuple[tuple[float, int], ...] = ()
 
     @property
     def kernels(self) -> list[KernelState]:
@@ -160,7 +166,13 @@ def decide(
     _per_kernel_limits(decision)
     _idle_culling(decision)
     victim, warned = _budget_relief(decision)
-    state = PolicyState(kernels=decision.guards, budget_victim=victim, budget_warned=warned)
+    state = PolicyState(
+        kernels=decision.guards,
+        budget_victim=victim,
+        budget_warned=warned,
+        outside_since=decision.outside_since,
+        outside_samples=decision.outside_samples,
+    )
     return decision.actions, state
 
 
@@ -220,11 +232,13 @@ def _idle_culling(d: _Decision) -> None:
 def _budget_relief(d: _Decision) -> tuple[str | None, bool]:
     """Phase 3: the budget, acting only on the cause.
 
-    Idle kernels are culled, largest first, only as many as bring the projected usage under
+    When the memory outside the kernels (the server, terminals, other processes, caches) is
+    over the warn line by itself, no kernel is the cause: none is culled or halted, and one
+    ``pressure`` action per crossing names the largest process outside them. Otherwise idle
+    kernels are culled, largest first, only as many as bring the projected usage under
     the warn line, and none when even all of them would not. A kernel is made the budget
-    victim only when stopping it brings the usage under the halt line. When the kernels cannot
-    relieve the pressure (it comes from outside them), no kernel is touched: one ``pressure``
-    action per crossing names the largest process outside them instead.
+    victim only when stopping it brings the usage under the halt line; when no kernel's would,
+    the pressure is named instead, as above.
 
     Returns the budget victim to carry into the next decision (None once relieved) and
     whether the pressure warning stands (sent, usage not yet back under the warn line).
@@ -235,6 +249,10 @@ def _budget_relief(d: _Decision) -> tuple[str | None, bool]:
     projected = usage - in_flight
     victim = d.state.budget_victim if d.state.budget_victim in d.tick.kernels else None
     warn_line, halt_line = s.warn_fraction * limit, s.halt_fraction * limit
+    warned = d.state.budget_warned and projected >= warn_line
+    outside_cause = _outside_is_the_cause(d, projected)  # (also keeps its samples)
+    if victim is None and projected >= warn_line and outside_cause:
+        return None, _name_the_outside(d, usage, warned)
     if (
         s.cull_under_pressure
         and projected >= warn_line
@@ -247,10 +265,9 @@ def _budget_relief(d: _Decision) -> tuple[str | None, bool]:
     over = (projected >= warn_line, over_halt, projected >= s.kill_fraction * limit)
     if victim is None and over_halt:
         victim = _relieving_candidate(d, projected, min(halt_line, limit - s.min_headroom_bytes))
-    warned = d.state.budget_warned and projected >= warn_line
     if victim is None:
-        if projected >= warn_line and not warned and not _relief_in_flight(d):
-            warned = _warn_outside(d, usage)
+        if projected >= warn_line:  # no kernel's end would relieve it: name who holds it
+            return None, _name_the_outside(d, usage, warned)
         return None, warned
     kernel = d.tick.kernels[victim]
     units = s.display_units
@@ -268,6 +285,49 @@ def _budget_relief(d: _Decision) -> tuple[str | None, bool]:
     )
     d.actions.extend(steps)
     return (None if d.guards[victim].stage == "none" else victim), warned
+
+
+def _outside_is_the_cause(d: _Decision, projected: float) -> bool:
+    """Whether the memory outside the kernels (server, terminals, other processes, caches)
+    is the cause: over the warn line by itself, or growing faster than the kernels are.
+
+    The second matters while an outside process is still growing: the total then crosses
+    the line before the outside part alone does, and culling idle kernels would only cost
+    their users their state. The outside's growth is its slope over the last few seconds.
+    """
+    s, at = d.settings, d.tick.at
+    outside = max(0, int(projected) - _kernels_bytes(d))
+    samples = tuple((t, b) for t, b in d.state.outside_samples if at - t <= OUTSIDE_WINDOW_S)
+    d.outside_samples = (*samples, (at, outside))
+    if outside >= s.warn_fraction * d.tick.budget.limit_bytes:
+        return True
+    if not samples or at - samples[0][0] <= 0:
+        return False
+    outside_rate = (outside - samples[0][1]) / (at - samples[0][0])
+    kernels_rate = sum(max(0.0, k.growth_bytes_per_s) for k in d.kernels)
+    return outside_rate > max(kernels_rate, GROWTH_FLOOR)
+
+
+def _name_the_outside(d: _Decision, usage: int, warned: bool) -> bool:
+    """Warn once per crossing, naming the largest process outside the kernels, from a host
+    scan taken since the pressure began (the monitor scans every second meanwhile); with no
+    scan at all, without a name. Returns whether the warning stands."""
+    since = d.state.outside_since if d.state.outside_since is not None else d.tick.at
+    d.outside_since = since
+    fresh = d.tick.breakdown is None or d.tick.breakdown.scanned_at >= since
+    if not warned and fresh and not _relief_in_flight(d):
+        return _warn_outside(d, usage)
+    return warned
+
+
+def _kernels_bytes(d: _Decision) -> int:
+    """What the kernels not already on their way out hold."""
+    return sum(
+        k.usage_bytes or 0
+        for k in d.kernels
+        if not d.guards.get(k.kernel_id, KernelGuardState()).culled
+        and d.guards.get(k.kernel_id, KernelGuardState()).stage != "killed"
+    )
 
 
 def _relief_in_flight(d: _Decision) -> bool:
