@@ -11,6 +11,7 @@ from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Float, Int, List, TraitError, Unicode, Union
 
 from .models import Tick
+from .probe.gpu_oom import GpuOomError
 from .probe.proc import tree_rss
 from .settings import ConfigValueError, MemGuardSettings, resolve_settings
 
@@ -145,6 +146,13 @@ class MemGuard(ExtensionApp):
         help="Count the MEM_LIMIT a JupyterHub spawner sets (Spawner.mem_limit) as a limit, "
         "so memguard enforces it where no container does.",
     ).tag(config=True)
+    gpu_relief = Unicode(
+        "notify",
+        help="When a cell fails with a GPU out-of-memory error while other idle kernels of this "
+        "server hold memory on that GPU: 'off'; 'notify' tells the failing kernel's user which "
+        "notebooks hold how much; 'cull' also culls the largest idle holders until the request "
+        "fits (never a busy or protected kernel).",
+    ).tag(config=True)
     display_units = Unicode(
         "binary",
         help="Units of the figures memguard writes (notices, journal, CLI): 'binary' (MiB, GiB: "
@@ -224,6 +232,7 @@ class MemGuard(ExtensionApp):
         )
         self.monitor.on_kernel_gone.append(self.deaths.on_kernel_gone)
         self.deaths.on_kernel_ended.append(self.runner.forget)
+        self.deaths.on_gpu_oom.append(self._relieve_gpu)
         self.recorder.on_recorded.append(self.metrics.count_termination)
         self.settings["memguard"] = self
         if settings.spawner_mem_limit_problem:
@@ -236,6 +245,16 @@ class MemGuard(ExtensionApp):
             "on" if settings.guard_enabled else "off",
             " (dry run)" if settings.dry_run else "",
         )
+
+    async def _relieve_gpu(self, kernel_id: str, oom: GpuOomError) -> None:
+        """A cell ran out of GPU memory: tell its user who holds the GPU, or make room."""
+        from .guard.gpu_relief import gpu_relief
+
+        tick = self.monitor.latest
+        for action in gpu_relief(
+            tick, self.resolved, kernel_id, oom.device_index, oom.requested_bytes
+        ):
+            await self.runner.carry_out(action, tick)
 
     def _cell_memory(self, kernel_id: str) -> int | None:
         """A kernel's memory now, for a cell's before/after (a statm read per process)."""

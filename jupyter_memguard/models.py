@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from .probe.breakdown import Breakdown
+    from .probe.gpu import GpuDevice
 
 LimitSource = Literal["config", "cgroup_v2", "cgroup_v1", "spawner_mem_limit", "host"]
 
@@ -138,6 +139,7 @@ class Tick:
     interval_s: float = 0.0
     sample_cost_s: float = 0.0
     breakdown: Breakdown | None = None  # who holds the budget (from the last host scan)
+    gpu_devices: tuple[GpuDevice, ...] = ()  # each GPU's memory and its kernels' share
 
     def __post_init__(self) -> None:
         if not isinstance(self.kernels, MappingProxyType):
@@ -148,7 +150,9 @@ class Tick:
         return sum(k.usage_bytes or 0 for k in self.kernels.values())
 
 
-ActionKind = Literal["warn", "interrupt", "restart", "shutdown", "kill", "cull", "pressure"]
+ActionKind = Literal[
+    "warn", "interrupt", "restart", "shutdown", "kill", "cull", "pressure", "gpu_notify"
+]
 
 
 @dataclass(frozen=True)
@@ -158,7 +162,9 @@ class Action:
     kind: ActionKind
     kernel_id: str
     reason: str
-    trigger: Literal["kernel_limit", "budget", "idle", "idle_pressure", "admin", "outside"]
+    trigger: Literal[
+        "kernel_limit", "budget", "idle", "idle_pressure", "admin", "outside", "gpu_pressure"
+    ]
     usage_bytes: int | None = None
     limit_bytes: int | None = None
     culprit: Mapping[str, Any] | None = None  # 'pressure': the process outside the kernels

@@ -74,6 +74,7 @@ class MemGuardSettings:
     kmsg_path: str
     detect_gpu_oom: bool = True
     display_units: Units = "binary"
+    gpu_relief: str = "notify"  # off | notify | cull
     spawner_mem_limit_bytes: int | None = None  # MEM_LIMIT, set by JupyterHub spawners
     spawner_mem_limit_problem: str | None = None  # why a MEM_LIMIT given was not used
 
@@ -120,6 +121,7 @@ def _number(name: str, value: Any, minimum: float, maximum: float = math.inf) ->
 
 
 UNIT_CHOICES = ("binary", "decimal")
+GPU_RELIEF_CHOICES = ("off", "notify", "cull")
 
 
 def _choice(name: str, value: Any, choices: tuple[str, ...]) -> Any:
@@ -201,6 +203,7 @@ def resolve_settings(
         kmsg_path=str(raw["kmsg_path"]),
         detect_gpu_oom=bool(raw.get("detect_gpu_oom", True)),
         display_units=_choice("display_units", raw.get("display_units", "binary"), UNIT_CHOICES),
+        gpu_relief=_choice("gpu_relief", raw.get("gpu_relief", "notify"), GPU_RELIEF_CHOICES),
         spawner_mem_limit_bytes=hub_limit,
         spawner_mem_limit_problem=hub_problem,
     )

@@ -19,14 +19,14 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ..guard.policy import kernel_limit
 from ..models import Budget, KernelState, Tick
 from ..probe.cells import CellTracker
-from ..probe.gpu_oom import parse_gpu_oom
+from ..probe.gpu_oom import GpuOomError, parse_gpu_oom
 from ..probe.iopub import IopubListener
 from ..probe.kmsg import KmsgReader, oom_kills
 from ..probe.server import find_kernel, kernel_ids, kernel_pid, kernel_returncode
@@ -104,6 +104,8 @@ class DeathSources:
         self.auto_restarts: dict[str, float] = {}
         self.ended_pids: set[int] = set()  # processes already recorded as ended
         self.on_kernel_ended: list[Callable[[str], None]] = []  # e.g. the runner's forget
+        # A cell ran out of GPU memory (the GPU relief): (kernel id, the error).
+        self.on_gpu_oom: list[Callable[[str, GpuOomError], Awaitable[None]]] = []
         self.stopping = False
         self._kmsg_seq: int | None = None
         self._kmsg_busy = False
@@ -286,6 +288,8 @@ class DeathSources:
         if oom is None or seen is None or self.stopping:
             return
         seen.gpu_ooms = [*seen.gpu_ooms, oom][-GPU_OOM_KEPT:]
+        for callback in self.on_gpu_oom:
+            self._spawn(callback(kernel_id, oom))
         if oom.at - seen.gpu_oom_recorded_at < GPU_OOM_RECORD_GAP_S:
             return  # a burst of failing cells: one record, all kept in the evidence
         seen.gpu_oom_recorded_at = oom.at

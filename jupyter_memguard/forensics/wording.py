@@ -96,7 +96,12 @@ def summary(verdict: str, evidence: Mapping[str, Any], units: Units = "binary") 
         )
     if verdict == "culled_idle":
         why = evidence.get("intent_reason") or ""
-        reason = "memory was short" if "pressure" in why else "it was idle for a long time"
+        if "GPU" in why:
+            reason = "another notebook needed the GPU memory it held while idle"
+        elif "pressure" in why:
+            reason = "memory was short and it was idle"
+        else:
+            reason = "it was idle for a long time"
         return f"memguard shut the kernel down because {reason}. {LOST} {RESTART}"
     if verdict == "killed_externally":
         return (

@@ -136,6 +136,18 @@ class ActionRunner:
                 },
             )
             return
+        if action.kind == "gpu_notify":
+            self.log.warning("memguard: %s (%s)", action.reason, kid)
+            self.events.emit(
+                "gpu_pressure",
+                {
+                    "kernel_id": kid,
+                    "path": path,
+                    "message": action.reason,
+                    **(dict(action.culprit) if action.culprit else {}),
+                },
+            )
+            return
         if action.kind == "pressure":
             self.log.warning(
                 "memguard: memory pressure from outside the kernels: %s", action.reason

@@ -27,7 +27,7 @@ from ..probe.breakdown import (
     unowned_from_meminfo,
     unowned_from_memory_stat,
 )
-from ..probe.gpu import GpuProcessUsage, GpuReader, kernel_gpu
+from ..probe.gpu import GpuDevice, GpuProcessUsage, GpuReader, kernel_gpu
 from ..probe.proc import History, sample_tree, tree_rss
 from ..probe.proctree import (
     HostScan,
@@ -81,6 +81,23 @@ class _Root:
     pgid: int | None
 
 
+def _with_holders(
+    devices: tuple[GpuDevice, ...], kernels: dict[str, KernelState]
+) -> tuple[GpuDevice, ...]:
+    """Each device with the kernels that hold memory on it, largest first."""
+    result = []
+    for device in devices:
+        holders = [
+            (kid, d["used_bytes"])
+            for kid, state in kernels.items()
+            for d in (state.gpu or {}).get("devices", ())
+            if d["index"] == device.index and d["used_bytes"] > 0
+        ]
+        holders.sort(key=lambda holder: holder[1], reverse=True)
+        result.append(replace(device, kernels=tuple(holders)))
+    return tuple(result)
+
+
 def _own_processes(kernel_roots: set[int]) -> tuple[int, ...]:
     """This server and its descendants, without walking into its kernels' trees again."""
     server = os.getpid()
@@ -108,6 +125,7 @@ class _OsReading:
     trees: dict[str, ProcessTreeMemory | None]
     took_s: float
     gpu: dict[int, list[GpuProcessUsage]] = field(default_factory=dict)
+    gpu_devices: tuple[GpuDevice, ...] = ()
 
 
 class Monitor:
@@ -278,7 +296,8 @@ class Monitor:
         server_rss = tree_rss(_own_processes({r.pid for r in roots.values()}))
         budget = self._read_budget(server_rss + kernels_bytes)
         gpu = self.gpu.read() if self.gpu.available else {}
-        return _OsReading(budget, trees, time.perf_counter() - started, gpu)
+        devices = tuple(self.gpu.devices(gpu)) if self.gpu.available else ()
+        return _OsReading(budget, trees, time.perf_counter() - started, gpu, devices)
 
     def _with_exact(
         self, kid: str, tree: ProcessTreeMemory, now: float, budget: Budget
@@ -459,6 +478,7 @@ class Monitor:
             interval_s=self._interval,
             sample_cost_s=reading.took_s,
             breakdown=self._breakdown,
+            gpu_devices=_with_holders(reading.gpu_devices, kernels),
         )
         self._latest = tick
         return tick

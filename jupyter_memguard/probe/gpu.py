@@ -24,6 +24,31 @@ class GpuProcessUsage:
     device_total_bytes: int
 
 
+@dataclass(frozen=True)
+class GpuDevice:
+    """One device's memory, and what each kernel of this server holds on it."""
+
+    index: int
+    name: str
+    used_bytes: int
+    total_bytes: int
+    kernels: tuple[tuple[str, int], ...] = ()  # (kernel id, bytes), largest first
+
+    @property
+    def free_bytes(self) -> int:
+        return max(0, self.total_bytes - self.used_bytes)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "name": self.name,
+            "used_bytes": self.used_bytes,
+            "total_bytes": self.total_bytes,
+            "free_bytes": self.free_bytes,
+            "kernels": [{"kernel_id": k, "bytes": b} for k, b in self.kernels],
+        }
+
+
 class GpuReader:
     """Reads per-process GPU memory through NVML (call ``read`` from a worker thread)."""
 
@@ -76,6 +101,28 @@ class GpuReader:
                     GpuProcessUsage(int(process.pid), index, name, int(used), total)
                 )
         return by_pid
+
+    def devices(self, by_pid: dict[int, list[GpuProcessUsage]]) -> list[GpuDevice]:
+        """Each device's used and total memory (used: NVML's figure, or at least what its
+        processes hold)."""
+        if not self.available:
+            return []
+        held: dict[int, int] = {}
+        for usages in by_pid.values():
+            for usage in usages:
+                held[usage.device_index] = held.get(usage.device_index, 0) + usage.used_bytes
+        devices = []
+        for index in range(self.device_count):
+            try:
+                handle = self._nvml.nvmlDeviceGetHandleByIndex(index)
+                name = self._nvml.nvmlDeviceGetName(handle)
+                info = self._nvml.nvmlDeviceGetMemoryInfo(handle)
+            except Exception:
+                continue
+            name = name.decode() if isinstance(name, bytes) else str(name)
+            used = max(int(info.used), held.get(index, 0))
+            devices.append(GpuDevice(index, name, used, int(info.total)))
+        return devices
 
     def status_json(self) -> dict[str, Any]:
         return {"available": self.available, "devices": self.device_count, "reason": self.reason}

@@ -14,6 +14,7 @@ EVENT_KINDS = (
     "kernel_culled",
     "kernel_terminated",
     "memory_pressure",
+    "gpu_pressure",
 )
 
 

@@ -29,6 +29,10 @@ BUDGET_HOLDER = Gauge(
     "unattributed (from the host scan every few seconds)",
     ["holder"],
 )
+GPU_DEVICE_USED = Gauge(
+    "memguard_gpu_device_used_bytes", "Memory in use on each GPU (NVML)", ["device"]
+)
+GPU_DEVICE_TOTAL = Gauge("memguard_gpu_device_total_bytes", "Memory of each GPU (NVML)", ["device"])
 KERNEL_GPU = Gauge(
     "memguard_kernel_gpu_bytes",
     "GPU memory of a kernel's process tree (all devices; NVML)",
@@ -81,6 +85,9 @@ class MetricsUpdater:
         KERNEL_LIMIT.set(max(limits) if limits else budget.limit_bytes)
         KERNELS.set(len(tick.kernels))
         SAMPLE_SECONDS.set(tick.sample_cost_s)
+        for device in tick.gpu_devices:
+            GPU_DEVICE_USED.labels(str(device.index)).set(device.used_bytes)
+            GPU_DEVICE_TOTAL.labels(str(device.index)).set(device.total_bytes)
         split = tick.breakdown
         if split is not None:
             for holder, value in (

@@ -86,6 +86,20 @@ def status_json(tick: Tick, settings: MemGuardSettings) -> dict[str, Any]:
         "kernel_memory_limit_bytes": limit,
         "kernel_memory_limit_source": source,
         "breakdown": tick.breakdown.to_json() if tick.breakdown is not None else None,
+        "gpu_devices": [
+            {
+                **device.to_json(),
+                "kernels": [
+                    {
+                        "kernel_id": kid,
+                        "path": tick.kernels[kid].path if kid in tick.kernels else None,
+                        "bytes": held,
+                    }
+                    for kid, held in device.kernels
+                ],
+            }
+            for device in tick.gpu_devices
+        ],
         "settings": settings.to_json(),
     }
 
