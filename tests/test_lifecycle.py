@@ -94,9 +94,7 @@ class TestRequestsDuringAHalt:
             "shutdown_grace": 0.5,
         }
 
-    async def test_kernels_and_status_answer_200_throughout(
-        self, jp_fetch, memguard, start_kernel
-    ):
+    async def test_kernels_and_status_answer_200_throughout(self, jp_fetch, memguard, start_kernel):
         kernel = await start_kernel()
         kernel.submit(
             "import signal, time\n"

@@ -77,7 +77,7 @@ def gpu_relief(
     return [*culls, notice]
 
 
-def _device(tick: Tick, kernel_id: str, device_index: int | None):
+def _device(tick: Tick, kernel_id: str, device_index: int | None) -> GpuDevice | None:
     """The device the error names, else the one the failing kernel uses, else the only one."""
     devices = {d.index: d for d in tick.gpu_devices}
     if device_index is not None:
