@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Float, Int, List, TraitError, Unicode, Union
 
 from .models import Tick
+
+if TYPE_CHECKING:
+    from .probe.server import KernelManager
 from .probe.gpu_oom import GpuOomError
 from .probe.proc import tree_rss
 from .settings import ConfigValueError, MemGuardSettings, resolve_settings
@@ -164,6 +167,12 @@ class MemGuard(ExtensionApp):
 
     resolved: MemGuardSettings | None = None
 
+    @property
+    def config_in_force(self) -> MemGuardSettings:
+        """The validated settings (they exist once the extension is linked)."""
+        assert self.resolved is not None, "memguard's settings are resolved at link time"
+        return self.resolved
+
     def raw_settings(self) -> dict[str, Any]:
         names = [n for n, t in self.class_own_traits().items() if t.metadata.get("config")]
         return {name: getattr(self, name) for name in names}
@@ -193,7 +202,8 @@ class MemGuard(ExtensionApp):
             self.resolved = replace(self.resolved, journal_path=str(default_journal_path()))
         settings = self.resolved
         serverapp = self.serverapp
-        km = serverapp.kernel_manager
+        # The Protocols in probe/server.py say what memguard uses of jupyter_server's managers.
+        km = cast("KernelManager", serverapp.kernel_manager)
         event_logger = getattr(serverapp, "event_logger", None)
         self.events = EventEmitter(event_logger, self.log)
         journal = open_journal(settings, self.log)
@@ -252,14 +262,14 @@ class MemGuard(ExtensionApp):
 
         tick = self.monitor.latest
         for action in gpu_relief(
-            tick, self.resolved, kernel_id, oom.device_index, oom.requested_bytes
+            tick, self.config_in_force, kernel_id, oom.device_index, oom.requested_bytes
         ):
             await self.runner.carry_out(action, tick)
 
     def _cell_memory(self, kernel_id: str) -> int | None:
         """A kernel's memory now, for a cell's before/after (a statm read per process)."""
         state = self.monitor.latest.kernels.get(kernel_id)
-        if state is None or not (state.pids or state.pid):
+        if state is None or state.pid is None:
             return None
         return tree_rss(state.pids or (state.pid,)) or None
 

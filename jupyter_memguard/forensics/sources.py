@@ -29,7 +29,7 @@ from ..probe.cells import CellTracker
 from ..probe.gpu_oom import GpuOomError, parse_gpu_oom
 from ..probe.iopub import IopubListener
 from ..probe.kmsg import KmsgReader, oom_kills
-from ..probe.server import find_kernel, kernel_ids, kernel_pid, kernel_returncode
+from ..probe.server import KernelManager, find_kernel, kernel_ids, kernel_pid, kernel_returncode
 from ..settings import MemGuardSettings
 from .classify import (
     OomKill,
@@ -78,7 +78,7 @@ class DeathSources:
     def __init__(
         self,
         settings: MemGuardSettings,
-        kernel_manager: Any,
+        kernel_manager: KernelManager,
         event_logger: Any,
         recorder: Recorder,
         log: logging.Logger,

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..models import Action, Tick
-from ..probe.server import find_kernel
+from ..probe.server import KernelManager, ServerKernel, find_kernel
 from ..settings import MemGuardSettings
 from ..views.events import EventEmitter
 
@@ -29,7 +29,7 @@ class IntentStore(Protocol):
     def record_intent(self, kernel_id: str, kind: str, reason: str, now: float) -> int: ...
 
 
-def signal_kernel(kernel: Any, pids: tuple[int, ...], signum: int) -> list[int]:
+def signal_kernel(kernel: ServerKernel, pids: tuple[int, ...], signum: int) -> list[int]:
     """Send a signal to a kernel's process group and to each of its known descendants.
 
     Returns the PIDs/PGIDs signalled. Refuses anything that is this server.
@@ -70,7 +70,7 @@ class ActionRunner:
     def __init__(
         self,
         settings: MemGuardSettings,
-        kernel_manager: Any,
+        kernel_manager: KernelManager,
         intents: IntentStore,
         events: EventEmitter,
         log: logging.Logger,

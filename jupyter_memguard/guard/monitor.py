@@ -41,7 +41,16 @@ from ..probe.proctree import (
     walk_trees,
 )
 from ..probe.remote_usage import RemoteUsagePoller
-from ..probe.server import find_kernel, kernel_activity, kernel_ids, kernel_pgid, kernel_pid
+from ..probe.server import (
+    KernelManager,
+    ServerKernel,
+    SessionManager,
+    find_kernel,
+    kernel_activity,
+    kernel_ids,
+    kernel_pgid,
+    kernel_pid,
+)
 from ..settings import MemGuardSettings
 from .policy import PolicyState, decide, kernel_limit, next_interval
 
@@ -134,8 +143,8 @@ class Monitor:
     def __init__(
         self,
         settings: MemGuardSettings,
-        kernel_manager: Any,
-        session_manager: Any,
+        kernel_manager: KernelManager,
+        session_manager: SessionManager | None,
         log: logging.Logger,
         act: ActionSink | None = None,
         terminals: TerminalRoots | None = None,
@@ -237,7 +246,7 @@ class Monitor:
         self.wake()
         return True
 
-    def _track(self, kernel_id: str, kernel: Any) -> _Tracked:
+    def _track(self, kernel_id: str, kernel: ServerKernel) -> _Tracked:
         tracked = self._kernels.get(kernel_id)
         pid = kernel_pid(kernel)
         if tracked is None:

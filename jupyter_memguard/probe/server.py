@@ -7,14 +7,50 @@ name it. ``MappingKernelManager.get_kernel`` then raises tornado's ``HTTPError(4
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 
 from tornado.web import HTTPError
 
 
-def find_kernel(kernel_manager: Any, kernel_id: str) -> Any | None:
+class ServerKernel(Protocol):
+    """What memguard uses of one of jupyter_server's kernel managers (a kernel)."""
+
+    kernel_name: str
+    provisioner: Any  # jupyter_client's provisioner: pid, pgid, process (local ones)
+
+    def add_restart_callback(self, callback: Callable[[], None], event: str) -> None: ...
+
+    def stop_restarter(self) -> None: ...
+
+    def is_alive(self) -> Awaitable[bool]: ...
+
+
+class KernelManager(Protocol):
+    """What memguard uses of jupyter_server's MappingKernelManager."""
+
+    def list_kernel_ids(self) -> Iterable[str]: ...
+
+    def get_kernel(self, kernel_id: str) -> ServerKernel: ...
+
+    def __contains__(self, kernel_id: object) -> bool: ...
+
+    def interrupt_kernel(self, kernel_id: str) -> Awaitable[None]: ...
+
+    def restart_kernel(self, kernel_id: str, now: bool = False) -> Awaitable[None]: ...
+
+    def shutdown_kernel(self, kernel_id: str, now: bool = False) -> Awaitable[None]: ...
+
+
+class SessionManager(Protocol):
+    """What memguard uses of jupyter_server's SessionManager: the notebook of each kernel."""
+
+    def list_sessions(self) -> Awaitable[list[dict[str, Any]]]: ...
+
+
+def find_kernel(kernel_manager: KernelManager, kernel_id: str) -> ServerKernel | None:
     """The kernel manager's kernel object, or None when it is gone (or going)."""
     try:
         return kernel_manager.get_kernel(kernel_id)
@@ -22,7 +58,7 @@ def find_kernel(kernel_manager: Any, kernel_id: str) -> Any | None:
         return None
 
 
-def kernel_ids(kernel_manager: Any) -> list[str]:
+def kernel_ids(kernel_manager: KernelManager) -> list[str]:
     """A copy of the kernel ids (the manager's dict changes while we iterate otherwise)."""
     return list(kernel_manager.list_kernel_ids())
 
@@ -66,7 +102,7 @@ class Activity:
 GONE = Activity("dead", 0.0, 0)
 
 
-def kernel_activity(kernel_manager: Any, kernel_id: str, now: float) -> Activity:
+def kernel_activity(kernel_manager: KernelManager, kernel_id: str, now: float) -> Activity:
     """The kernel's activity; GONE for a kernel that has left the manager."""
     kernel = find_kernel(kernel_manager, kernel_id)
     if kernel is None:

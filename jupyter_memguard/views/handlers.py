@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Any, get_args
+from typing import TYPE_CHECKING, Any, get_args
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
@@ -14,6 +14,9 @@ from tornado import web
 from .. import __version__
 from ..models import Tick, Verdict
 from .serialize import cells_json, kernel_json, status_json, termination_json
+
+if TYPE_CHECKING:
+    from ..app import MemGuard
 
 KERNEL_ID = r"(?P<kernel_id>[\w-]+)"
 VERDICTS = frozenset(get_args(Verdict))
@@ -25,7 +28,7 @@ class MemGuardHandler(APIHandler):
     auth_resource = "memguard"
 
     @property
-    def memguard(self) -> Any:
+    def memguard(self) -> MemGuard:
         return self.settings["memguard"]
 
     def _detail(self) -> bool:
@@ -65,7 +68,7 @@ class KernelsHandler(MemGuardHandler):
     @authorized
     async def get(self) -> None:
         tick, paths = await self._fresh(self._detail())
-        settings = self.memguard.resolved
+        settings = self.memguard.config_in_force
         kernels = []
         for state in tick.kernels.values():
             data = kernel_json(state, settings)
@@ -86,7 +89,7 @@ class KernelHandler(MemGuardHandler):
         state = tick.kernels.get(kernel_id)
         if state is None:
             raise web.HTTPError(404, f"no kernel with id {kernel_id!r}")
-        data = kernel_json(state, self.memguard.resolved, history=True)
+        data = kernel_json(state, self.memguard.config_in_force, history=True)
         data["path"] = paths.get(kernel_id, state.path)
         self.finish(json.dumps(data))
 
@@ -142,7 +145,7 @@ class StatusHandler(MemGuardHandler):
         tick = app.monitor.latest
         if tick.number == 0:
             tick = await app.monitor.sample()
-        data = status_json(tick, app.resolved)
+        data = status_json(tick, app.config_in_force, await app.monitor.current_paths())
         data["gpu"] = app.monitor.gpu.status_json()
         data["version"] = __version__
         data["can_halt"] = self.can_halt()
@@ -162,7 +165,9 @@ class TerminationsHandler(MemGuardHandler):
         self.finish(
             json.dumps(
                 {
-                    "terminations": [termination_json(r, self.memguard.resolved) for r in rows],
+                    "terminations": [
+                        termination_json(r, self.memguard.config_in_force) for r in rows
+                    ],
                     "total": total,
                     "limit": query["limit"],
                     "offset": query["offset"],

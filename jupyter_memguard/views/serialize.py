@@ -6,6 +6,7 @@ cannot fail because a kernel is starting or leaving while it is answered.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from ..forensics.journal import TerminationRecord
@@ -69,8 +70,12 @@ def kernels_json(tick: Tick, settings: MemGuardSettings) -> dict[str, Any]:
     }
 
 
-def status_json(tick: Tick, settings: MemGuardSettings) -> dict[str, Any]:
-    """GET /api/memguard/status: the budget, the last tick's figures and the settings in force."""
+def status_json(
+    tick: Tick, settings: MemGuardSettings, paths: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """GET /api/memguard/status: the budget, the last tick's figures and the settings in force
+    (``paths``: current notebook paths, newer than the tick's)."""
+    paths = paths or {}
     limit, source = kernel_limit(settings, tick.budget)
     return {
         "budget": tick.budget.to_json(),
@@ -92,7 +97,8 @@ def status_json(tick: Tick, settings: MemGuardSettings) -> dict[str, Any]:
                 "kernels": [
                     {
                         "kernel_id": kid,
-                        "path": tick.kernels[kid].path if kid in tick.kernels else None,
+                        "path": paths.get(kid)
+                        or (tick.kernels[kid].path if kid in tick.kernels else None),
                         "bytes": held,
                     }
                     for kid, held in device.kernels
