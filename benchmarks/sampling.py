@@ -176,6 +176,7 @@ def run(kernel_count: int, repeat: int, unrelated: int = 0) -> dict[str, Any]:
                 break
             time.sleep(1)
         kernels = server.get("api/memguard/kernels")["kernels"]
+        baseline_processes = host_processes()
         cost = sampling_cost(server, 20)
         busy_host = None
         if unrelated:
@@ -193,7 +194,7 @@ def run(kernel_count: int, repeat: int, unrelated: int = 0) -> dict[str, Any]:
                 others.stop()
         return {
             "kernels": kernel_count,
-            "host_processes": host_processes(),
+            "host_processes": baseline_processes,
             "sampling_per_tick": cost,
             "with_unrelated": busy_host,
             "sampling_per_kernel_us": round(cost["median_ms"] * 1000 / kernel_count, 1),
