@@ -1,4 +1,21 @@
-"""End to end in a real Chromium: status bar memory, a halt, its notification, the autosave."""
+"""End to end in a real Chromium: what a student sees when a kernel runs out of memory.
+
+One JupyterLab with memguard and a 600M (binary) limit per kernel, one notebook, and in order:
+
+1. the status item reads the limit back as configured ("/ 600 MiB") and its tooltip (ours, not
+   the browser's) explains the warn and stop lines, with a chart;
+2. a leaking cell: ONE notification that turns from the warning into "stopping" into "stopped";
+   the halted cell says why in its own output; the notebook is saved after that (the file on
+   disk has the note, the tab is not dirty); the status item says "Kernel stopped";
+3. a page reload: the undismissed notice is still there;
+4. "Stop kernel…" in the Memory panel asks first and says what is lost;
+5. a restart through JupyterLab's Kernel menu: the notice says the kernel runs again;
+6. a SIGKILL of the kernel from outside: exactly one message (memguard's, with the reason);
+   JupyterLab's "appears to have died" dialog does not stay open.
+
+Every wait is for a condition on the page or on disk; a failure leaves a screenshot, the page's
+record of notifications and dialogs, and the server log in tests/artifacts/.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +24,7 @@ import os
 import re
 import secrets
 import shutil
-import socket
+import signal
 import subprocess
 import sys
 import time
@@ -18,18 +35,61 @@ from typing import Any
 
 import pytest
 
-from .servers import stop_process
+from .servers import free_port, stop_process, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).parent / "artifacts"
 pytestmark = pytest.mark.browser
 
-GROW = """import signal, time
-signal.signal(signal.SIGINT, signal.SIG_IGN)  # ignores the interrupt: memguard must shut it down
-chunks = []
+MiB = 2**20
+
+# A leak into a global list, as real leaks are: the interrupt gives nothing back, so memguard
+# goes on to shut the kernel down. 50 MiB/s: the warning (480 MiB) comes about a second before
+# the stop line (540 MiB).
+LEAK = """import time
+leak = []
 while True:
-    chunks.append(bytearray(b'\\x01') * (5 * 2**20))
-    time.sleep(0.05)"""
+    leak.append(bytearray(b'\\x01') * (5 * 2**20))
+    time.sleep(0.1)"""
+
+# Records, in the page, every notification's successive texts and every dialog, across the
+# whole run (React re-renders a toast in place; a toast element keeps its identity).
+RECORDER = """
+(() => {
+  const record = { toasts: [], dialogs: [] };
+  window.__memguard = record;
+  let next = 0;
+  const scan = () => {
+    for (const node of document.querySelectorAll('.Toastify__toast')) {
+      if (node.__memguardId === undefined) {
+        node.__memguardId = next++;
+        record.toasts.push({ id: node.__memguardId, texts: [] });
+      }
+      const entry = record.toasts.find(t => t.id === node.__memguardId);
+      const body = node.querySelector('.jp-toast-message');
+      const text = (body ? body.innerText : node.innerText).trim();
+      if (text && entry.texts[entry.texts.length - 1] !== text) {
+        entry.texts.push(text);
+      }
+    }
+    for (const node of document.querySelectorAll('.jp-Dialog')) {
+      const text = node.innerText.trim();
+      const shown = getComputedStyle(node).display !== 'none';
+      let entry = record.dialogs.find(d => d.node === node);
+      if (!entry) {
+        entry = { node, text, everShown: false };
+        record.dialogs.push(entry);
+      }
+      entry.text = text || entry.text;
+      entry.everShown = entry.everShown || (shown && text.length > 0);
+    }
+  };
+  new MutationObserver(scan).observe(document, {
+    subtree: true, childList: true, characterData: true, attributes: true,
+    attributeFilter: ['class', 'style']
+  });
+})();
+"""
 
 
 def _playwright() -> Any:
@@ -42,17 +102,8 @@ def _playwright() -> Any:
     return sync_playwright
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _notebook(path: Path) -> None:
-    cells = [
-        "x = bytearray(b'\\x01') * (150 * 2**20)",
-        GROW,
-    ]
+    cells = ["x = bytearray(b'\\x01') * (50 * 2**20)", LEAK]
     notebook = {
         "cells": [
             {
@@ -76,13 +127,18 @@ def _notebook(path: Path) -> None:
 
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    """A real `jupyter lab` with memguard and a 500 MB per-kernel limit."""
+    """A real `jupyter lab` with memguard and a 600M per-kernel limit."""
     if shutil.which("jupyter-lab") is None:
         pytest.skip("jupyterlab is not installed")
-    port, token = _free_port(), secrets.token_hex(8)
+    port, token = free_port(), secrets.token_hex(8)
     root = tmp_path / "root"
     root.mkdir()
     _notebook(root / "demo.ipynb")
+    settings = tmp_path / "settings"
+    # No "get notified about Jupyter news?" toast among the notifications counted here.
+    news = settings / "@jupyterlab" / "apputils-extension"
+    news.mkdir(parents=True)
+    (news / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
     command = [
         sys.executable,
         "-m",
@@ -92,7 +148,7 @@ def lab(tmp_path: Path) -> Iterator[dict[str, Any]]:
         f"--port={port}",
         f"--IdentityProvider.token={token}",
         f"--ServerApp.root_dir={root}",
-        "--MemGuard.kernel_memory_limit=500M",
+        "--MemGuard.kernel_memory_limit=600M",
         "--MemGuard.poll_interval=0.5",
         "--MemGuard.interrupt_grace=1",
         "--MemGuard.shutdown_grace=1",
@@ -103,39 +159,179 @@ def lab(tmp_path: Path) -> Iterator[dict[str, Any]]:
     env = {
         **os.environ,
         "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
-        "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),
+        "JUPYTERLAB_SETTINGS_DIR": str(settings),
         "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"),
     }
     log = open(tmp_path / "lab.log", "w")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root)
     url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 60
-    while True:
+
+    def up() -> bool:
+        if process.poll() is not None:
+            pytest.fail("jupyter lab exited:\n" + (tmp_path / "lab.log").read_text()[-3000:])
         try:
-            urllib.request.urlopen(f"{url}api/status?token={token}", timeout=2)
-            break
+            urllib.request.urlopen(f"{url}api/memguard/status?token={token}", timeout=2)
+            return True
         except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                pytest.fail(
-                    "jupyter lab did not start:\n" + (tmp_path / "lab.log").read_text()[-3000:]
-                )
-            time.sleep(0.3)
+            return False
+
     try:
+        wait_for(up, 90, "jupyter lab with memguard answers")
         yield {"url": url, "token": token, "root": root, "log": tmp_path / "lab.log"}
     finally:
         stop_process(process)
         log.close()
 
 
-def _mem_value(text: str) -> float:
-    match = re.search(r"Mem ([\d.]+) /", text)
+def _api(lab: dict[str, Any], path: str) -> Any:
+    request = urllib.request.Request(
+        lab["url"] + path, headers={"Authorization": f"token {lab['token']}"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def _mib(text: str) -> float:
+    """The kernel's figure in MiB from "Mem 54 / 600 MiB" or "Mem 540 MiB / 1.5 GiB"."""
+    match = re.search(r"Mem ([\d.]+) (?:(KiB|MiB|GiB) )?/", text)
     assert match, text
-    return float(match.group(1))
+    value, unit = float(match.group(1)), match.group(2) or text.split()[-1]
+    return value * {"KiB": 1 / 1024, "MiB": 1, "GiB": 1024}[unit]
 
 
-def test_status_bar_halt_notification_and_autosave(lab, request):
+class Page:
+    """The page plus the waits and reads the scenarios need."""
+
+    def __init__(self, page: Any, lab: dict[str, Any]) -> None:
+        self.page = page
+        self.lab = lab
+
+    def until(self, script: str, arg: Any = None, timeout: float = 30) -> Any:
+        return self.page.wait_for_function(script, arg=arg, timeout=timeout * 1000).json_value()
+
+    def status(self) -> str:
+        return self.page.locator(".jp-memguard-status").inner_text().strip()
+
+    def toast(self, pattern: str, timeout: float = 30) -> str:
+        """Wait for a visible notification matching the regex; return its text."""
+        return self.until(
+            """pattern => {
+                const re = new RegExp(pattern);
+                for (const t of document.querySelectorAll('.Toastify__toast')) {
+                    if (re.test(t.innerText)) return t.innerText;
+                }
+                return false;
+            }""",
+            pattern,
+            timeout,
+        )
+
+    def click_toast_button(self, pattern: str, label: str) -> None:
+        toast = self.page.locator(".Toastify__toast", has_text=re.compile(pattern)).first
+        toast.get_by_role("button", name=label).click()
+
+    def record(self) -> dict[str, Any]:
+        return self.page.evaluate(
+            """() => ({
+                toasts: window.__memguard.toasts,
+                dialogs: window.__memguard.dialogs.map(d => ({text: d.text, everShown: d.everShown,
+                    open: document.body.contains(d.node)}))
+            })"""
+        )
+
+    def kernel_idle(self, timeout: float = 60) -> None:
+        self.page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for(
+            timeout=timeout * 1000
+        )
+
+    def run_cell(self, index: int) -> None:
+        self.page.locator(".jp-Cell").nth(index).locator(".jp-InputPrompt").click()
+        self.page.keyboard.press("Escape")
+        self.page.keyboard.press("Shift+Enter")
+
+    def kernel_id(self) -> str:
+        def one() -> str | None:
+            sessions = _api(self.lab, "api/sessions")
+            return sessions[0]["kernel"]["id"] if sessions else None
+
+        return wait_for(one, 60, "the notebook's session")
+
+    def saved_notebook(self) -> dict[str, Any]:
+        """The notebook on disk ({} while a save is half written)."""
+        try:
+            return json.loads((self.lab["root"] / "demo.ipynb").read_text())
+        except ValueError:
+            return {}
+
+
+def _leak_and_halt(ui: Page) -> None:
+    """Scenario 2: warning → stopping → stopped in one notice, the cell's note, the save."""
+    page = ui.page
+    ui.run_cell(1)
+    # An edit nobody saves by hand.
+    page.keyboard.press("Enter")
+    page.keyboard.type("edited = 'typed in the browser, never saved by hand'")
+    page.keyboard.press("Escape")
+
+    final = ui.toast(r"Kernel stopped", timeout=60)
+    assert "restart the kernel" in final.lower(), final
+    toasts = [
+        t
+        for t in ui.record()["toasts"]
+        if any("memguard" in x or "Memory high" in x or "Kernel stopped" in x for x in t["texts"])
+    ]
+    assert len(toasts) == 1, f"one notification for one kernel event, got {toasts}"
+    texts = toasts[0]["texts"]
+    phases = [
+        next((i for i, t in enumerate(texts) if pattern in t), None)
+        for pattern in ("Memory high in demo.ipynb", "memguard is stopping", "Kernel stopped")
+    ]
+    assert None not in phases and phases == sorted(phases), texts
+    warning = texts[phases[0]]
+    assert "600 MiB" in warning and "540 MiB" in warning, warning
+    assert "past its stop line of 540 MiB" in texts[phases[1]], texts[phases[1]]
+    assert not re.search(r"halted_by_memguard|confirmed|\bhigh\b", final), final
+
+    # The halted cell says why, under the interrupt's traceback.
+    output = page.locator(".jp-Cell").nth(1).locator(".jp-OutputArea")
+    note = output.get_by_text(re.compile("memguard stopped this cell"))
+    note.wait_for(timeout=30000)
+    text = output.inner_text()
+    assert "KeyboardInterrupt" in text and text.index("KeyboardInterrupt") < text.index(
+        "memguard stopped this cell"
+    ), text
+    assert "Its variables are lost" in note.inner_text()
+
+    # Saved after the note: the file has it (and the typed edit), the tab is not dirty.
+    def on_disk() -> bool:
+        cells = ui.saved_notebook().get("cells", [])
+        if len(cells) < 2:
+            return False
+        outputs = json.dumps(cells[1].get("outputs", []))
+        return "memguard stopped this cell" in outputs and any(
+            "typed in the browser" in "".join(c["source"]) for c in cells
+        )
+
+    wait_for(on_disk, 30, "the notebook saved with the note and the edit")
+    ui.until(
+        """() => { const tab = [...document.querySelectorAll('.lm-TabBar-tab')]
+            .find(t => t.innerText.includes('demo.ipynb'));
+            return tab && !tab.classList.contains('jp-mod-dirty'); }""",
+        timeout=20,
+    )
+
+    # The status item says the kernel stopped (no "Mem n/a"), and stays.
+    ui.until(
+        "() => document.querySelector('.jp-memguard-status')?.innerText.includes('Kernel stopped')",
+        timeout=20,
+    )
+    page.wait_for_timeout(500)
+    assert ui.status() == "Kernel stopped"
+
+
+def test_what_a_student_sees(lab: dict[str, Any], request: Any) -> None:
     sync_playwright = _playwright()
+    started = time.monotonic()
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM,
@@ -148,52 +344,145 @@ def test_status_bar_halt_notification_and_autosave(lab, request):
                 "--no-first-run",
             ],
         )
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        context = browser.new_context(viewport={"width": 1400, "height": 900})
+        context.add_init_script(RECORDER)
+        page = context.new_page()
+        ui = Page(page, lab)
         try:
+            # 1. The limit as configured, and our own tooltip with the lines and a chart.
             page.goto(f"{lab['url']}lab/tree/demo.ipynb?token={lab['token']}")
-            status = page.locator(".jp-memguard-status")
-            status.wait_for(state="visible", timeout=60000)
-            page.wait_for_function(
-                "() => /Mem [0-9.]+ \\//.test(document.querySelector('.jp-memguard-status').textContent)",
-                timeout=60000,
+            ui.kernel_idle(timeout=90)
+            ui.until(
+                "() => /^Mem \\d+ \\/ 600 MiB$/.test("
+                "document.querySelector('.jp-memguard-status')?.innerText.trim())",
+                timeout=60,
             )
-            page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for(
-                timeout=60000
+            item = page.locator(".jp-memguard-status")
+            assert item.get_attribute("title") is None, "no native tooltip"
+            before = _mib(ui.status())
+            ui.run_cell(0)
+            ui.until(
+                """floor => { const m = document.querySelector('.jp-memguard-status')
+                    .innerText.match(/Mem (\\d+) \\//); return m && Number(m[1]) >= floor; }""",
+                before + 40,
             )
-            before = _mem_value(status.inner_text())
+            ui.kernel_idle()
+            item.hover()
+            tooltip = page.locator(".jp-memguard-tooltip")
+            tooltip.wait_for(timeout=10000)
+            page.locator(".jp-memguard-tooltip svg.jp-memguard-chart").wait_for(timeout=20000)
+            tip = tooltip.inner_text()
+            assert (
+                "memguard warns at 80 % (480 MiB) and stops the kernel at 90 % (540 MiB)." in tip
+            ), tip
+            assert "of 600 MiB" in tip, tip
+            page.mouse.move(700, 300)
 
-            # Run the first cell (150 MB): the status bar value rises.
-            page.locator(".jp-Cell").nth(0).click()
-            page.keyboard.press("Escape")
-            page.keyboard.press("Shift+Enter")
-            page.wait_for_function(
-                f"() => parseFloat(document.querySelector('.jp-memguard-status').textContent"
-                f".match(/Mem ([0-9.]+)/)[1]) >= {before + 0.12}",
-                timeout=20000,
+            # 2. A runaway cell.
+            _leak_and_halt(ui)
+
+            # Details: the evidence, in the Memory panel.
+            ui.click_toast_button("Kernel stopped", "Details")
+            details = page.locator(".jp-memguard-termination.jp-memguard-highlight details[open]")
+            details.wait_for(timeout=15000)
+            assert "Verdict" in details.inner_text()
+            panel = page.locator("#jp-memguard-panel")
+            assert "This server's memory:" in panel.inner_text()
+            tab = page.locator("li.lm-TabBar-tab[data-id='jp-memguard-panel']")
+            assert (tab.get_attribute("title") or tab.get_attribute("aria-label") or "").strip()
+
+            # 3. A reload: the notice was not dismissed, so it is still there (saying that the
+            # notebook has a kernel again once JupyterLab has started a new one).
+            page.reload()
+            ui.toast(r"Kernel stopped", timeout=60)
+            ui.kernel_idle(timeout=90)
+            ui.click_toast_button("Kernel stopped", "Dismiss")
+            ui.until(
+                """() => ![...document.querySelectorAll('.Toastify__toast')]
+                    .some(t => t.innerText.includes('Kernel stopped'))""",
+                timeout=15,
             )
-            after = _mem_value(status.inner_text())
-            assert after >= before + 0.12
 
-            # Run the runaway cell, then type into a new cell without saving.
-            page.keyboard.press("Shift+Enter")
-            page.keyboard.type("edited = 'typed in the browser, never saved by hand'")
-            page.keyboard.press("Escape")
+            # 4. Stop kernel… asks first, and says what is lost.
+            if not panel.is_visible():
+                page.locator("li.lm-TabBar-tab[data-id='jp-memguard-panel']").click()
+            row = page.locator(".jp-memguard-kernel").first
+            row.wait_for(timeout=30000)
+            title = row.locator(".jp-memguard-kernel-title")
+            assert title.evaluate("n => getComputedStyle(n).whiteSpace") != "nowrap"
+            row.get_by_role("button", name=re.compile("Stop kernel")).click()
+            dialog = page.locator(".jp-Dialog")
+            dialog.wait_for(timeout=10000)
+            assert "variables" in dialog.inner_text() and "lost" in dialog.inner_text()
+            dialog.get_by_role("button", name="Stop the kernel").click()
+            ui.until(
+                "() => document.querySelector('.jp-memguard-status')?.innerText"
+                ".includes('Kernel stopped')",
+                timeout=30,
+            )
+            ui.toast(r"Kernel (stopped|shut down)", timeout=30)
+            # JupyterLab no longer shows the kernel as running (no "Idle" for a dead kernel).
+            page.get_by_text("No Kernel").first.wait_for(timeout=30000)
 
-            # memguard warns, saves, halts; the sticky notice explains.
-            notice = page.get_by_text(re.compile("halted by memguard"))
-            notice.first.wait_for(timeout=60000)
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "halted.png"))
-            text = notice.first.inner_text()
-            assert "limit" in text and "saved" in text
+            # 5. Restart through JupyterLab's own Kernel menu: the notice follows.
+            page.locator(".lm-MenuBar-itemLabel", has_text="Kernel").click()
+            page.locator(
+                ".lm-Menu-itemLabel", has_text=re.compile(r"^Restart Kernel")
+            ).first.click()
+            # JupyterLab knows the kernel is gone: no "Restart Kernel?" question, a new kernel.
+            ui.toast(r"running again", timeout=60)
+            stops = [
+                t["texts"]
+                for t in ui.record()["toasts"]
+                if any("from the Memory panel" in x for x in t["texts"])
+            ]
+            assert len(stops) == 1 and "running again" in stops[0][-1], stops
+            ui.kernel_idle()
+            ui.until(
+                "() => /^Mem \\d+ \\/ 600 MiB$/.test("
+                "document.querySelector('.jp-memguard-status')?.innerText.trim())",
+                timeout=30,
+            )
 
-            saved = json.loads((lab["root"] / "demo.ipynb").read_text())
-            sources = ["".join(c["source"]) for c in saved["cells"]]
-            assert any("typed in the browser" in s for s in sources), sources
+            # 6. SIGKILL from outside: one message, memguard's, with the reason.
+            kernel_id = ui.kernel_id()
+            pid = wait_for(
+                lambda: next(
+                    (
+                        k["pid"]
+                        for k in _api(lab, "api/memguard/kernels")["kernels"]
+                        if k["id"] == kernel_id and k["pid"]
+                    ),
+                    None,
+                ),
+                30,
+                "the kernel's pid",
+            )
+            seen = {t["id"] for t in ui.record()["toasts"]}
+            os.kill(pid, signal.SIGKILL)
+            killed = ui.toast(r"another (process|program)", timeout=60)
+            assert "memory was" in killed or "Kernel stopped" in killed, killed
+            ui.until(
+                """() => ![...document.querySelectorAll('.jp-Dialog')]
+                    .some(d => d.innerText.includes('appears to have died'))""",
+                timeout=20,
+            )
+            record = ui.record()
+            assert not any("Restart Kernel?" in d["text"] for d in record["dialogs"]), record
+            new = [t for t in record["toasts"] if t["id"] not in seen]
+            assert len(new) == 1, f"exactly one message after the kill, got {new}"
+            died = [d for d in record["dialogs"] if "appears to have died" in d["text"]]
+            assert not any(d["everShown"] or d["open"] for d in died), died
+            assert time.monotonic() - started < 170
         except Exception:
             ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"))
-            (ARTIFACTS / f"{request.node.name}.log").write_text(lab["log"].read_text())
+            name = request.node.name
+            page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+            try:
+                (ARTIFACTS / f"{name}.record.json").write_text(json.dumps(ui.record(), indent=1))
+            except Exception:
+                pass
+            (ARTIFACTS / f"{name}.log").write_text(lab["log"].read_text())
             raise
         finally:
             browser.close()

@@ -122,6 +122,7 @@ class Recorder:
                 "explanation": verdict.explanation,
                 "evidence": verdict.evidence,
                 "termination_id": row_id,
+                "ended_at": record.ended_at,
             },
         )
         return row_id

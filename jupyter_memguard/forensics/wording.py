@@ -71,8 +71,10 @@ def _seconds(value: float) -> str:
     return f"{value / 60:.0f} min"
 
 
-def headline(verdict: str) -> str:
+def headline(verdict: str, evidence: Mapping[str, Any] | None = None) -> str:
     """What happened, in a few words."""
+    if verdict == "halted_by_memguard" and (evidence or {}).get("intent") == "admin_halt":
+        return "Kernel stopped by an administrator"
     return HEADLINES.get(verdict, HEADLINES["unknown"])
 
 
@@ -183,7 +185,7 @@ def describe(record: Mapping[str, Any], units: Units = "binary") -> dict[str, An
     verdict = str(record.get("verdict") or "unknown")
     evidence = record.get("evidence") or {}
     return {
-        "headline": headline(verdict),
+        "headline": headline(verdict, evidence),
         "summary": summary(verdict, evidence, units),
         "advice": advice(verdict, evidence, units),
     }

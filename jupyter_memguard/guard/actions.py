@@ -204,6 +204,7 @@ class ActionRunner:
                     "limit_bytes": action.limit_bytes or 0,
                     "reason": action.reason,
                     "action": action.kind,
+                    "trigger": action.trigger,
                     "dry_run": dry,
                 },
             )

@@ -110,6 +110,15 @@ class IopubListener:
             self._close(kernel_id)
             self._subscribe(kernel_id, pid)
 
+    def status_json(self) -> dict[str, Any]:
+        """What listening costs: kernels listened to, messages, event-loop seconds spent."""
+        return {
+            "listening": self.listening,
+            "messages_received": self.messages_received,
+            "messages_parsed": self.messages_parsed,
+            "callback_seconds": round(self.callback_seconds, 6),
+        }
+
     def watch(self, kernel_id: str, pid: int | None) -> None:
         """Subscribe to one kernel now (at its start, before any tick), leaving the others."""
         current = self._subscriptions.get(kernel_id)

@@ -150,6 +150,7 @@ class StatusHandler(MemGuardHandler):
         data["version"] = __version__
         data["can_halt"] = self.can_halt()
         data["journal"] = app.deaths.status_json()
+        data["iopub"] = app.deaths.iopub.status_json()
         self.finish(json.dumps(data))
 
 

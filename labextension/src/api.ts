@@ -2,7 +2,7 @@
  * Typed calls to /api/memguard/*.
  */
 import { URLExt } from '@jupyterlab/coreutils';
-import { ServerConnection } from '@jupyterlab/services';
+import { KernelAPI, ServerConnection } from '@jupyterlab/services';
 
 import { IKernelInfo, IStatus, ITerminationPage, IBudget } from './types';
 
@@ -76,4 +76,9 @@ export function haltKernel(
     method: 'POST',
     body: JSON.stringify({ reason })
   });
+}
+
+/** Interrupt a kernel through jupyter_server (works whether or not its notebook is open). */
+export function interruptKernel(kernelId: string): Promise<void> {
+  return KernelAPI.interruptKernel(kernelId);
 }

@@ -1,59 +1,111 @@
 /**
  * Pure formatting helpers (no JupyterLab imports, so jest can test them directly).
  */
-import { IKernelGpu, Level, Units } from './types';
+import { IKernelGpu, Level, Units, UnitsSetting } from './types';
 
-const DECIMAL = ['B', 'kB', 'MB', 'GB', 'TB'];
-const BINARY = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+const DECIMAL = ['B', 'kB', 'MB', 'GB', 'TB', 'PB'];
+const BINARY = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
 
-/** The unit index and divisor used for a byte count. */
-function scale(bytes: number, units: Units): [number, number] {
-  const base = units === 'binary' ? 1024 : 1000;
-  let index = 0;
-  let divisor = 1;
-  while (index < 4 && Math.abs(bytes) >= divisor * base) {
-    divisor *= base;
-    index += 1;
+/** Bytes per second below which growth is noise (allocator jitter, caches). */
+export const GROWTH_FLOOR = 1024 ** 2;
+
+/** Seconds of history a growth rate is computed over. */
+export const GROWTH_WINDOW = 10;
+
+/**
+ * The units to display: the user's setting, or the server's `display_units` when the
+ * setting is "server" (binary when the server says nothing: config sizes like 600M are binary).
+ */
+export function resolveUnits(
+  setting: UnitsSetting | string | null | undefined,
+  serverUnits: string | null | undefined
+): Units {
+  if (setting === 'binary' || setting === 'decimal') {
+    return setting;
   }
-  return [index, divisor];
+  return serverUnits === 'decimal' ? 'decimal' : 'binary';
 }
 
-/** "1.2 GB" (decimal) or "1.1 GiB" (binary). */
+/** The unit index and the value in that unit (rounding up into the next unit if needed). */
+function scale(bytes: number, units: Units): { index: number; value: number } {
+  const base = units === 'binary' ? 1024 : 1000;
+  const names = units === 'binary' ? BINARY : DECIMAL;
+  let index = 0;
+  let value = Math.abs(bytes);
+  while (index < names.length - 1 && value >= base) {
+    value /= base;
+    index += 1;
+  }
+  // 1023.7 MiB would read "1024 MiB": show it as 1 GiB instead.
+  if (index > 0 && index < names.length - 1 && Math.round(value) >= base) {
+    value /= base;
+    index += 1;
+  }
+  return { index, value: bytes < 0 ? -value : value };
+}
+
+/** A number with enough precision: 1 decimal below 10 (none when whole), none from 10 up. */
+function figure(value: number): string {
+  if (Math.abs(value) >= 10) {
+    return String(Math.round(value));
+  }
+  if (Math.abs(value - Math.round(value)) < 0.005) {
+    return String(Math.round(value));
+  }
+  return value.toFixed(1);
+}
+
+/** "54 MiB", "1.5 GiB", "600 MiB" (binary) or "57 MB", "1.6 GB" (decimal). */
 export function formatBytes(
   bytes: number | null | undefined,
-  units: Units = 'decimal'
+  units: Units = 'binary'
 ): string {
   if (bytes === null || bytes === undefined || !isFinite(bytes)) {
     return 'n/a';
   }
-  const [index, divisor] = scale(bytes, units);
   const names = units === 'binary' ? BINARY : DECIMAL;
-  const value = bytes / divisor;
+  const { index, value } = scale(bytes, units);
   return index === 0
     ? `${Math.round(value)} ${names[0]}`
-    : `${value.toFixed(1)} ${names[index]}`;
+    : `${figure(value)} ${names[index]}`;
 }
 
-/** "1.2 / 4.0 GB": both figures in the unit of the limit. */
+/** "54 / 600 MiB" when both figures share a unit, else "540 MiB / 1.5 GiB". */
 export function formatUsage(
   used: number,
   limit: number,
-  units: Units = 'decimal'
+  units: Units = 'binary'
 ): string {
-  const [index, divisor] = scale(limit, units);
-  const names = units === 'binary' ? BINARY : DECIMAL;
-  const digits = index === 0 ? 0 : 1;
-  return `${(used / divisor).toFixed(digits)} / ${(limit / divisor).toFixed(digits)} ${names[index]}`;
+  const a = formatBytes(used, units);
+  const b = formatBytes(limit, units);
+  const [valueA, unitA] = a.split(' ');
+  const [valueB, unitB] = b.split(' ');
+  return unitA === unitB ? `${valueA} / ${valueB} ${unitB}` : `${a} / ${b}`;
 }
 
-/** "42 s", "5 min", "3 h 10 min". */
+/** "80 %" for 0.8. */
+export function formatPercent(fraction: number): string {
+  if (!isFinite(fraction)) {
+    return 'n/a';
+  }
+  return `${Math.round(fraction * 100)} %`;
+}
+
+/** "12 MiB/s". */
+export function formatRate(
+  bytesPerSecond: number,
+  units: Units = 'binary'
+): string {
+  return `${formatBytes(bytesPerSecond, units)}/s`;
+}
+
 /**
  * A kernel's GPU memory: a short figure for the status bar and one line per device.
  * Null when the kernel uses no GPU (or memguard cannot see one).
  */
 export function formatGpu(
   gpu: IKernelGpu | null | undefined,
-  units: Units = 'decimal'
+  units: Units = 'binary'
 ): { short: string; lines: string[] } | null {
   if (!gpu || !gpu.devices.length) {
     return null;
@@ -67,6 +119,7 @@ export function formatGpu(
   };
 }
 
+/** "42 s", "5 min", "3 h 10 min". */
 export function formatDuration(seconds: number): string {
   if (!isFinite(seconds) || seconds < 0) {
     return 'n/a';
@@ -101,9 +154,39 @@ export function levelOf(
   return 'ok';
 }
 
+/**
+ * The growth rate worth showing (bytes/s), or null: computed over the last GROWTH_WINDOW
+ * seconds of history, only when the newest sample is recent (`now`, seconds) and the kernel
+ * grew faster than `floor`. An idle kernel shows no growth, however fast it grew before.
+ */
+export function meaningfulGrowth(
+  history: ReadonlyArray<[number, number]>,
+  now: number,
+  floor: number = GROWTH_FLOOR
+): number | null {
+  if (history.length < 2) {
+    return null;
+  }
+  const [lastTime, lastBytes] = history[history.length - 1];
+  if (now - lastTime > GROWTH_WINDOW) {
+    return null;
+  }
+  let first = history.length - 1;
+  while (first > 0 && lastTime - history[first - 1][0] <= GROWTH_WINDOW) {
+    first -= 1;
+  }
+  const [firstTime, firstBytes] = history[first];
+  const span = lastTime - firstTime;
+  if (span < 1) {
+    return null;
+  }
+  const rate = (lastBytes - firstBytes) / span;
+  return rate >= floor ? rate : null;
+}
+
 /** SVG polyline points for a history of [time, bytes], scaled to width × height against max. */
 export function sparklinePoints(
-  history: [number, number][],
+  history: ReadonlyArray<[number, number]>,
   width: number,
   height: number,
   max: number
@@ -122,19 +205,24 @@ export function sparklinePoints(
     .join(' ');
 }
 
-/**
- * Delay before the next poll: the refresh interval while visible, slower (×6, at most a
- * minute) while the page is hidden, and doubling after failures (at most a minute).
- */
-export function nextDelay(
-  refreshSeconds: number,
-  hidden: boolean,
-  failures: number
-): number {
-  const base = Math.max(0.5, refreshSeconds) * 1000;
-  let delay = hidden ? Math.min(60000, base * 6) : base;
-  if (failures > 0) {
-    delay = Math.min(60000, delay * 2 ** Math.min(failures, 6));
+/** The y coordinate of a byte figure in a chart of `height` whose top is `max`. */
+export function chartY(bytes: number, height: number, max: number): number {
+  if (max <= 0) {
+    return height;
   }
-  return delay;
+  return height - (Math.min(Math.max(bytes, 0), max) / max) * height;
+}
+
+/**
+ * Milliseconds between polls: the refresh interval while the page is visible, six times
+ * slower (at most a minute) while it is hidden. Never faster than twice a second.
+ */
+export function pollInterval(refreshSeconds: number, hidden: boolean): number {
+  const base = Math.max(0.5, refreshSeconds) * 1000;
+  return hidden ? Math.min(60000, base * 6) : base;
+}
+
+/** The last part of a path ("work/big.ipynb" → "big.ipynb"). */
+export function basename(path: string | null | undefined): string | null {
+  return path ? (path.split('/').pop() ?? path) : null;
 }

@@ -1,200 +1,893 @@
 /**
- * Plain-language texts for what happened to a kernel (pure, tested with jest).
+ * Every text memguard shows, in plain words first (what happened, what it means, what to do)
+ * and evidence second. Pure functions of their inputs (tested with jest); all strings go
+ * through the translation bundle given (JupyterLab's `trans.__`).
  *
- * JupyterLab cuts notification messages at 140 characters, so each text is built to fit:
- * the notebook's name is added only where there is room.
+ * JupyterLab cuts notification messages at 140 characters, so notices are built to fit:
+ * a headline, then as many of the plain sentences as fit (the last one says what to do).
  */
-import { formatBytes } from './format';
-import { ITermination, Units } from './types';
+import {
+  basename,
+  formatBytes,
+  formatDuration,
+  formatPercent,
+  formatUsage
+} from './format';
+import { IIncident } from './incidents';
+import {
+  IBudget,
+  IKernelInfo,
+  IStatusSettings,
+  ITermination,
+  Units
+} from './types';
 
-export type NoticeType = 'error' | 'warning' | 'info';
+/** The part of JupyterLab's TranslationBundle used here. */
+export interface ITrans {
+  __(msgid: string, ...args: any[]): string;
+  _n(msgid: string, msgidPlural: string, n: number, ...args: any[]): string;
+}
+
+function substitute(text: string, args: any[]): string {
+  return text.replace(/%(\d+)/g, (match, n) =>
+    Number(n) >= 1 && Number(n) <= args.length
+      ? String(args[Number(n) - 1])
+      : match
+  );
+}
+
+/** A bundle that only fills in %1, %2… (no translation). */
+export const plainTrans: ITrans = {
+  __: (msgid, ...args) => substitute(msgid, args),
+  _n: (msgid, plural, n, ...args) =>
+    substitute(n === 1 ? msgid : plural, [n, ...args])
+};
 
 /** The longest message a JupyterLab notification shows uncut. */
 export const MAX_NOTICE_LENGTH = 140;
 
-export interface INotice {
-  /** The text shown in the notification. */
+export type NoticeType = 'warning' | 'error' | 'info' | 'success';
+export type NoticeAction =
+  'interrupt' | 'save' | 'panel' | 'details' | 'restart' | 'dismiss';
+
+export interface INoticeView {
   message: string;
-  /** Notification type. */
   type: NoticeType;
-  /** Sticky notices stay until dismissed. */
-  sticky: boolean;
+  autoClose: number | false;
+  actions: NoticeAction[];
+  /** Keep it across page reloads until it is dismissed. */
+  persist: boolean;
 }
 
-/** "<lead> (<name>)<rest>" when it fits, else "<lead><rest>". */
-export function fit(lead: string, name: string | null, rest: string): string {
-  const named = name ? `${lead} (${name})${rest}` : `${lead}${rest}`;
-  return named.length <= MAX_NOTICE_LENGTH ? named : `${lead}${rest}`;
+export interface ITextContext {
+  trans: ITrans;
+  units: Units;
 }
 
-function basename(path: string | null): string | null {
-  return path ? (path.split('/').pop() ?? path) : null;
+export interface INoticeContext extends ITextContext {
+  /** Client time in ms. */
+  now: number;
+  /** A notebook of this kernel is open on this page (it can be saved, restarted). */
+  notebookOpen: boolean;
 }
 
-function figures(
-  used: number | null | undefined,
-  limit: number | null | undefined,
-  units: Units
+/** The sentences of a text ("A. B? C." → ["A.", "B?", "C."]). */
+export function sentences(text: string): string[] {
+  return text
+    .trim()
+    .split(/(?<=[.!?…])\s+/)
+    .filter(s => s.length > 0);
+}
+
+/**
+ * "headline\nbody" within `max` characters: the first headline that fits, then all the
+ * sentences, or the first and the last, or the last (what to do), or the first.
+ */
+export function compose(
+  headlines: string[],
+  body: string[],
+  max: number = MAX_NOTICE_LENGTH
 ): string {
-  if (used === null || used === undefined || !limit) {
-    return '';
+  const choices: string[][] = [body];
+  if (body.length > 2) {
+    choices.push([body[0], body[body.length - 1]]);
   }
-  return `${formatBytes(used, units)} of a ${formatBytes(limit, units)} limit`;
+  if (body.length > 1) {
+    choices.push([body[body.length - 1]], [body[0]]);
+  }
+  choices.push([]);
+  for (const choice of choices) {
+    for (const headline of headlines) {
+      const text = choice.length
+        ? `${headline}\n${choice.join(' ')}`
+        : headline;
+      if (text.length <= max) {
+        return text;
+      }
+    }
+  }
+  const last = headlines[headlines.length - 1] ?? '';
+  return last.length <= max ? last : `${last.slice(0, max - 1)}…`;
 }
 
-/** The notice for a kernel termination, or null where none is needed (user actions). */
-export function terminationNotice(
-  t: ITermination,
-  units: Units = 'decimal'
-): INotice | null {
-  const e = t.evidence;
-  const name = basename(t.path);
-  const last = figures(
-    e.last_rss_bytes ?? e.peak_rss_bytes,
-    e.limit_bytes,
-    units
+function named(
+  path: string | null,
+  withName: (name: string) => string,
+  withoutName: string
+): string[] {
+  const name = basename(path);
+  return name ? [withName(name), withoutName] : [withoutName];
+}
+
+// ---------------------------------------------------------------------------------------
+// Terminations
+// ---------------------------------------------------------------------------------------
+
+function stoppedFromPanel(t: ITermination): boolean {
+  const reason = String(t.evidence?.intent_reason ?? '');
+  return (
+    t.evidence?.intent === 'admin_halt' ||
+    /memory panel|administrator|admin\b/i.test(reason)
   );
-  const peak = figures(
-    e.peak_rss_bytes ?? e.last_rss_bytes,
-    e.limit_bytes,
-    units
-  );
+}
+
+function sureOom(t: ITermination): boolean {
+  return t.confidence === 'confirmed' || t.confidence === 'high';
+}
+
+/** The short title of a termination: the server's headline, else one made here. */
+export function terminationHeadline(t: ITermination, trans: ITrans): string {
+  if (t.headline) {
+    return t.headline;
+  }
   switch (t.verdict) {
-    case 'user_shutdown':
-    case 'user_restart':
-    case 'server_shutdown':
-      return null;
     case 'halted_by_memguard':
-      return {
-        message: fit(
-          'Kernel halted by memguard',
-          name,
-          `${peak ? `: it reached ${peak}` : ''}. The notebook was saved; restart the kernel to go on.`
-        ),
-        type: 'error',
-        sticky: true
-      };
+      return stoppedFromPanel(t)
+        ? trans.__('Kernel stopped from the Memory panel')
+        : trans.__('Kernel stopped: out of memory');
+    case 'oom_killed':
+      return sureOom(t)
+        ? trans.__('Kernel stopped: out of memory')
+        : trans.__('Kernel stopped: probably out of memory');
+    case 'killed_externally':
+      return trans.__('Kernel stopped by another program');
+    case 'crashed':
+      return trans.__('Kernel crashed');
+    case 'exited':
+      return trans.__('Kernel exited');
     case 'culled_idle':
-      return {
-        message: fit(
-          'Kernel shut down because it was idle',
-          name,
-          '. Restart the kernel to go on.'
-        ),
-        type: 'info',
-        sticky: true
-      };
-    case 'oom_killed': {
-      const sure = t.confidence === 'confirmed' || t.confidence === 'high';
-      const lead = sure
-        ? 'Kernel terminated — out of memory'
-        : 'Kernel terminated — likely out of memory';
-      return {
-        message: fit(
-          lead,
-          name,
-          last ? `: it used ${last} when the system killed it.` : '.'
-        ),
-        type: 'error',
-        sticky: true
-      };
-    }
+      return trans.__('Kernel shut down: it was idle');
     case 'child_oom_killed':
-      return {
-        message: fit(
-          'A process of the kernel was killed for lack of memory',
-          name,
-          '; the kernel itself is still running.'
-        ),
-        type: 'warning',
-        sticky: true
-      };
+      return trans.__('A kernel process ran out of memory');
+    case 'gpu_out_of_memory':
+      return trans.__('A cell ran out of GPU memory');
+    case 'user_shutdown':
+      return trans.__('Kernel shut down by a user');
+    case 'user_restart':
+      return trans.__('Kernel restarted by a user');
+    case 'server_shutdown':
+      return trans.__('Kernel ended with the server');
+    default:
+      return trans.__('Kernel stopped');
+  }
+}
+
+/** Plain sentences about a termination: the server's summary, else made here. */
+export function terminationSummary(t: ITermination, ctx: ITextContext): string {
+  if (t.summary) {
+    return t.summary;
+  }
+  const { trans, units } = ctx;
+  const e = t.evidence ?? {};
+  const last = e.last_rss_bytes || e.peak_rss_bytes || null;
+  const peak = e.peak_rss_bytes || e.last_rss_bytes || null;
+  const limit = e.limit_bytes || null;
+  const lost = trans.__('Its variables are lost; restart the kernel to go on.');
+  switch (t.verdict) {
+    case 'halted_by_memguard':
+      if (stoppedFromPanel(t)) {
+        return `${trans.__('Someone stopped this kernel from the Memory panel.')} ${lost}`;
+      }
+      return [
+        peak && limit
+          ? trans.__(
+              'memguard stopped the kernel when it used %1 of its %2 limit, before the system ran out of memory.',
+              formatBytes(peak, units),
+              formatBytes(limit, units)
+            )
+          : trans.__(
+              'memguard stopped the kernel because it used too much memory.'
+            ),
+        trans.__(
+          'Its variables are lost; restart the kernel and run the cells again, with less data.'
+        )
+      ].join(' ');
+    case 'oom_killed': {
+      const figures =
+        last && limit
+          ? trans.__(
+              'It used %1 of its %2 limit.',
+              formatBytes(last, units),
+              formatBytes(limit, units)
+            )
+          : '';
+      return [
+        sureOom(t)
+          ? trans.__('The system ran out of memory and killed the kernel.')
+          : trans.__(
+              'The kernel was killed, most likely because memory ran out.'
+            ),
+        figures,
+        trans.__(
+          'Its variables are lost; restart the kernel and use less data.'
+        )
+      ]
+        .filter(Boolean)
+        .join(' ');
+    }
+    case 'killed_externally':
+      return `${trans.__(
+        'Another program ended the kernel (%1); nothing shows that memory was the cause.',
+        e.exit_signal ?? 'SIGKILL'
+      )} ${lost}`;
+    case 'crashed':
+      return `${trans.__(
+        'The kernel crashed (%1): a bug in the kernel or a library, not a memory limit.',
+        e.exit_signal ?? trans.__('a signal')
+      )} ${lost}`;
+    case 'exited':
+      return `${trans.__(
+        'The kernel process exited with code %1.',
+        e.exit_code ?? '?'
+      )} ${lost}`;
+    case 'culled_idle':
+      return `${trans.__(
+        'memguard shut the kernel down because it was idle, to free memory.'
+      )} ${lost}`;
+    case 'child_oom_killed':
+      return trans.__(
+        'The system killed a process started by the kernel, for lack of memory. The kernel itself is still running.'
+      );
     case 'gpu_out_of_memory': {
       const held =
         typeof e.gpu_last_bytes === 'number' && e.gpu_last_bytes > 0
-          ? ` It holds ${formatBytes(e.gpu_last_bytes, units)} of GPU memory.`
-          : '';
-      return {
-        message: fit(
-          'A cell ran out of GPU memory',
-          name,
-          `; the kernel is still running.${held}`
-        ),
-        type: 'warning',
-        sticky: false
-      };
+          ? trans.__(
+              'The kernel is still running and holds %1 of GPU memory.',
+              formatBytes(e.gpu_last_bytes, units)
+            )
+          : trans.__('The kernel is still running.');
+      return `${trans.__('A cell failed: the GPU ran out of memory.')} ${held} ${trans.__(
+        'Free GPU memory or use smaller batches.'
+      )}`;
     }
-    case 'killed_externally':
-      return {
-        message: fit(
-          'Kernel killed by another process (SIGKILL)',
-          name,
-          '; nothing suggests memory was the cause.'
-        ),
-        type: 'error',
-        sticky: true
-      };
-    case 'crashed':
-      return {
-        message: fit(
-          `Kernel crashed with ${e.exit_signal ?? 'a signal'}`,
-          name,
-          ': a bug in the kernel or a library, not a memory limit.'
-        ),
-        type: 'error',
-        sticky: true
-      };
-    case 'exited':
-      return {
-        message: fit(
-          `Kernel exited with code ${e.exit_code ?? '?'}`,
-          name,
-          '.'
-        ),
-        type: 'error',
-        sticky: true
-      };
-    default: {
-      const text = fit('Kernel terminated', name, `: ${t.explanation}`);
-      return {
-        message:
-          text.length <= MAX_NOTICE_LENGTH
-            ? text
-            : `${text.slice(0, MAX_NOTICE_LENGTH - 1)}…`,
-        type: 'error',
-        sticky: true
-      };
-    }
+    case 'user_shutdown':
+      return trans.__('A user shut the kernel down.');
+    case 'user_restart':
+      return trans.__('A user restarted the kernel.');
+    case 'server_shutdown':
+      return trans.__('The kernel ended when the Jupyter server stopped.');
+    default:
+      return t.explanation || trans.__('The kernel ended.');
   }
 }
 
-/** The warning when a kernel crosses the warning fraction of its limit. */
-export function warningText(
-  path: string | null,
-  usageBytes: number,
-  limitBytes: number,
-  units: Units = 'decimal'
-): string {
-  const percent = limitBytes ? Math.round((usageBytes / limitBytes) * 100) : 0;
-  return fit(
-    'Kernel memory high',
-    basename(path),
-    `: ${formatBytes(usageBytes, units)}, ${percent}% of its ${formatBytes(limitBytes, units)} limit. It will be halted if it grows.`
-  );
+function terminationType(t: ITermination): 'error' | 'warning' | 'info' {
+  switch (t.verdict) {
+    case 'culled_idle':
+    case 'user_shutdown':
+    case 'user_restart':
+    case 'server_shutdown':
+      return 'info';
+    case 'child_oom_killed':
+    case 'gpu_out_of_memory':
+      return 'warning';
+    default:
+      return 'error';
+  }
 }
 
-/** The warning just before memguard halts a kernel. */
-export function haltingText(path: string | null, dryRun: boolean): string {
-  if (dryRun) {
-    return fit(
-      'memguard would halt a kernel now',
-      basename(path),
-      ' (dry run: nothing is done).'
+/** Evidence of a termination, for its Details view: [label, value] pairs. */
+export function evidenceLines(
+  t: ITermination,
+  ctx: ITextContext
+): [string, string][] {
+  const { trans, units } = ctx;
+  const e = t.evidence ?? {};
+  const lines: [string, string][] = [
+    [trans.__('Verdict'), t.verdict],
+    [trans.__('Certainty'), t.confidence]
+  ];
+  if (t.explanation) {
+    lines.push([trans.__('memguard found'), t.explanation]);
+  }
+  if (e.exit_signal) {
+    lines.push([trans.__('Ended by signal'), String(e.exit_signal)]);
+  }
+  if (e.exit_code !== null && e.exit_code !== undefined) {
+    lines.push([trans.__('Exit code'), String(e.exit_code)]);
+  }
+  if (e.last_rss_bytes) {
+    lines.push([
+      trans.__('Memory at the end'),
+      formatBytes(e.last_rss_bytes, units)
+    ]);
+  }
+  if (e.peak_rss_bytes) {
+    lines.push([trans.__('Peak memory'), formatBytes(e.peak_rss_bytes, units)]);
+  }
+  if (e.limit_bytes) {
+    const source = e.limit_source
+      ? ` (${limitSourceText(String(e.limit_source), trans)})`
+      : '';
+    lines.push([
+      trans.__('Limit'),
+      `${formatBytes(e.limit_bytes, units)}${source}`
+    ]);
+  }
+  if (
+    typeof e.oom_kill_before === 'number' ||
+    typeof e.oom_kill_after === 'number'
+  ) {
+    lines.push([
+      trans.__('Out-of-memory kills counted (before → after)'),
+      `${e.oom_kill_before ?? '?'} → ${e.oom_kill_after ?? '?'}`
+    ]);
+  }
+  if (e.intent_reason) {
+    lines.push([trans.__('Reason memguard recorded'), String(e.intent_reason)]);
+  }
+  if (typeof e.gpu_last_bytes === 'number') {
+    lines.push([
+      trans.__('GPU memory at the end'),
+      formatBytes(e.gpu_last_bytes, units)
+    ]);
+  }
+  if (typeof e.gpu_peak_bytes === 'number') {
+    lines.push([
+      trans.__('GPU memory peak'),
+      formatBytes(e.gpu_peak_bytes, units)
+    ]);
+  }
+  if (Array.isArray(e.kmsg_lines) && e.kmsg_lines.length) {
+    lines.push([trans.__('Kernel log'), e.kmsg_lines.join('\n')]);
+  }
+  return lines;
+}
+
+// ---------------------------------------------------------------------------------------
+// Limits, budget and kernel state
+// ---------------------------------------------------------------------------------------
+
+/** Where a limit comes from, in words. */
+export function limitSourceText(source: string, trans: ITrans): string {
+  switch (source) {
+    case 'kernel_memory_limit':
+      return trans.__("memguard's limit for each kernel (kernel_memory_limit)");
+    case 'config':
+      return trans.__("memguard's memory limit for this server (memory_limit)");
+    case 'cgroup_v1':
+    case 'cgroup_v2':
+      return trans.__("the container's memory limit");
+    case 'spawner_mem_limit':
+      return trans.__("JupyterHub's memory limit for this server");
+    case 'host':
+      return trans.__("the machine's total memory");
+    default:
+      return source.replace(/_/g, ' ');
+  }
+}
+
+/** "memguard warns at 80 % (480 MiB) and stops the kernel at 90 % (540 MiB)." */
+export function linesText(
+  kernel: Pick<IKernelInfo, 'warn_bytes' | 'halt_bytes' | 'limit_bytes'>,
+  settings: IStatusSettings | null | undefined,
+  ctx: ITextContext
+): string {
+  const { trans, units } = ctx;
+  const limit = kernel.limit_bytes;
+  const warnPct = formatPercent(
+    limit ? kernel.warn_bytes / limit : (settings?.warn_fraction ?? 0.8)
+  );
+  const haltPct = formatPercent(
+    limit ? kernel.halt_bytes / limit : (settings?.halt_fraction ?? 0.9)
+  );
+  const warn = formatBytes(kernel.warn_bytes, units);
+  const halt = formatBytes(kernel.halt_bytes, units);
+  if (settings && !settings.guard_enabled) {
+    return trans.__(
+      'memguard warns at %1 (%2); it does not stop kernels on this server (its guard is off).',
+      warnPct,
+      warn
     );
   }
-  return fit(
-    'memguard is halting a kernel',
-    basename(path),
-    ' that uses too much memory; saving the notebook.'
+  if (settings?.dry_run) {
+    return trans.__(
+      'memguard warns at %1 (%2) and would stop the kernel at %3 (%4), but here it only reports it (dry run).',
+      warnPct,
+      warn,
+      haltPct,
+      halt
+    );
+  }
+  return trans.__(
+    'memguard warns at %1 (%2) and stops the kernel at %3 (%4).',
+    warnPct,
+    warn,
+    haltPct,
+    halt
   );
+}
+
+/** The warn and stop lines of every kernel, as fractions of its limit. */
+export function fractionsText(
+  settings: IStatusSettings | null | undefined,
+  trans: ITrans
+): string {
+  const warn = formatPercent(settings?.warn_fraction ?? 0.8);
+  const halt = formatPercent(settings?.halt_fraction ?? 0.9);
+  if (settings && !settings.guard_enabled) {
+    return trans.__(
+      'memguard warns when a kernel reaches %1 of its limit; it does not stop kernels on this server.',
+      warn
+    );
+  }
+  if (settings?.dry_run) {
+    return trans.__(
+      'memguard warns when a kernel reaches %1 of its limit and would stop it at %2 (dry run: it only reports).',
+      warn,
+      halt
+    );
+  }
+  return trans.__(
+    'memguard warns when a kernel reaches %1 of its limit and stops it at %2, before the system runs out of memory.',
+    warn,
+    halt
+  );
+}
+
+/** "This server's memory: 1.5 GiB used of 24 GiB (the whole machine, all programs)". */
+export function budgetText(budget: IBudget, ctx: ITextContext): string {
+  const { trans, units } = ctx;
+  const used = formatBytes(budget.usage_bytes, units);
+  const limit = formatBytes(budget.limit_bytes, units);
+  switch (budget.limit_source) {
+    case 'host':
+      return trans.__(
+        "This server's memory: %1 used of %2 (the whole machine, all programs counted)",
+        used,
+        limit
+      );
+    case 'cgroup_v1':
+    case 'cgroup_v2':
+      return trans.__(
+        "This server's memory: %1 used of %2 (its container's limit: the server, its kernels and terminals)",
+        used,
+        limit
+      );
+    case 'spawner_mem_limit':
+      return trans.__(
+        "This server's memory: %1 used of %2 (JupyterHub's limit: this server and its kernels)",
+        used,
+        limit
+      );
+    case 'config':
+      return trans.__(
+        "This server's memory: %1 used of %2 (memguard's memory_limit: this server and its kernels)",
+        used,
+        limit
+      );
+    default:
+      return trans.__("This server's memory: %1 used of %2", used, limit);
+  }
+}
+
+/** "Running code", "Idle for 12 s", "Starting". */
+export function kernelStateText(
+  kernel: Pick<IKernelInfo, 'execution_state' | 'idle_seconds'>,
+  trans: ITrans
+): string {
+  switch (kernel.execution_state) {
+    case 'busy':
+      return trans.__('Running code');
+    case 'idle':
+      return kernel.idle_seconds >= 1
+        ? trans.__('Idle for %1', formatDuration(kernel.idle_seconds))
+        : trans.__('Idle');
+    case 'starting':
+      return trans.__('Starting');
+    case 'restarting':
+    case 'autorestarting':
+      return trans.__('Restarting');
+    case 'dead':
+      return trans.__('Stopped');
+    default:
+      return trans.__('State: %1', kernel.execution_state);
+  }
+}
+
+/** "54 MiB of 600 MiB (9 %)". */
+export function usageText(
+  used: number,
+  limit: number,
+  ctx: ITextContext
+): string {
+  return ctx.trans.__(
+    '%1 of %2 (%3)',
+    formatBytes(used, ctx.units),
+    formatBytes(limit, ctx.units),
+    formatPercent(limit ? used / limit : 0)
+  );
+}
+
+/** The text of the status-bar item for a measured kernel: "Mem 54 / 600 MiB". */
+export function statusText(used: number, limit: number, units: Units): string {
+  return `Mem ${formatUsage(used, limit, units)}`;
+}
+
+/** The confirmation before a halt from the Memory panel. */
+export function haltConfirmation(
+  kernel: Pick<IKernelInfo, 'path' | 'name' | 'id' | 'memory'>,
+  ctx: ITextContext
+): { title: string; body: string; button: string } {
+  const { trans, units } = ctx;
+  const what = kernel.path
+    ? trans.__('The kernel of %1', kernel.path)
+    : trans.__('The kernel %1 (%2)', kernel.name, kernel.id.slice(0, 8));
+  const size = kernel.memory
+    ? trans.__(', which uses %1,', formatBytes(kernel.memory.rss_bytes, units))
+    : '';
+  return {
+    title: trans.__('Stop this kernel?'),
+    body: trans.__(
+      '%1%2 will be shut down now. All its variables, and the result of any cell still running, are lost; the notebook itself is kept. Restart the kernel to go on.',
+      what,
+      size
+    ),
+    button: trans.__('Stop the kernel')
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+// Notices (one per incident) and the halted cell's note
+// ---------------------------------------------------------------------------------------
+
+function figuresOf(incident: IIncident, ctx: ITextContext) {
+  const u = ctx.units;
+  const limit = incident.limitBytes;
+  return {
+    pastLine:
+      incident.usageBytes !== null &&
+      incident.haltBytes !== null &&
+      incident.usageBytes >= incident.haltBytes,
+    usage: formatBytes(incident.usageBytes, u),
+    limit: formatBytes(limit, u),
+    halt: formatBytes(incident.haltBytes, u),
+    usagePct: formatPercent(
+      limit && incident.usageBytes !== null ? incident.usageBytes / limit : NaN
+    ),
+    haltPct: formatPercent(
+      limit && incident.haltBytes !== null ? incident.haltBytes / limit : NaN
+    ),
+    known:
+      incident.usageBytes !== null && !!limit && incident.haltBytes !== null
+  };
+}
+
+/** The notification for an incident, or null when there is none (closed). */
+export function noticeFor(
+  incident: IIncident,
+  ctx: INoticeContext
+): INoticeView | null {
+  const { trans } = ctx;
+  const f = figuresOf(incident, ctx);
+  const path = incident.termination?.path ?? incident.path;
+  switch (incident.phase) {
+    case 'warning': {
+      const body = f.known
+        ? [
+            trans.__(
+              'Its kernel uses %1 of %2 (%3).',
+              f.usage,
+              f.limit,
+              f.usagePct
+            ),
+            trans.__(
+              'memguard stops it at %1: save your work, or free memory.',
+              f.halt
+            )
+          ]
+        : [trans.__('Save your work, or free memory.')];
+      return {
+        message: compose(
+          named(
+            path,
+            n => trans.__('Memory high in %1', n),
+            trans.__('Kernel memory high')
+          ),
+          body
+        ),
+        type: 'warning',
+        autoClose: false,
+        actions: ctx.notebookOpen
+          ? ['interrupt', 'save', 'panel']
+          : ['interrupt', 'panel'],
+        persist: false
+      };
+    }
+    case 'halting': {
+      if (incident.dryRun) {
+        return {
+          message: compose(
+            named(
+              path,
+              n => trans.__('Dry run: memguard would stop the kernel of %1', n),
+              trans.__('Dry run: memguard would stop a kernel')
+            ),
+            [
+              f.known
+                ? trans.__(
+                    'It uses %1, past its stop line of %2 (%3 of %4).',
+                    f.usage,
+                    f.halt,
+                    f.haltPct,
+                    f.limit
+                  )
+                : '',
+              trans.__('Nothing is done.')
+            ].filter(Boolean)
+          ),
+          type: 'warning',
+          autoClose: 15000,
+          actions: ['panel'],
+          persist: false
+        };
+      }
+      const escalated =
+        !incident.admin &&
+        (incident.step === 'shutdown' || incident.step === 'kill');
+      const headlines = escalated
+        ? named(
+            path,
+            n => trans.__('memguard is shutting down the kernel of %1', n),
+            trans.__('memguard is shutting down a kernel')
+          )
+        : named(
+            path,
+            n => trans.__('memguard is stopping the kernel of %1', n),
+            trans.__('memguard is stopping a kernel')
+          );
+      const body: string[] = [];
+      if (incident.admin) {
+        body.push(trans.__('Someone stopped it from the Memory panel.'));
+      } else if (!f.pastLine && f.known) {
+        body.push(
+          trans.__('It used %1 while the server was short of memory.', f.usage)
+        );
+      } else if (escalated) {
+        body.push(
+          f.known
+            ? trans.__(
+                'The interrupt did not free its memory (%1, stop line %2).',
+                f.usage,
+                f.halt
+              )
+            : trans.__('The interrupt did not free its memory.')
+        );
+      } else if (f.known) {
+        body.push(
+          trans.__(
+            'It used %1, past its stop line of %2 (%3 of %4).',
+            f.usage,
+            f.halt,
+            f.haltPct,
+            f.limit
+          )
+        );
+      }
+      if (ctx.notebookOpen && incident.saved !== 'saved') {
+        body.push(trans.__('Saving the notebook…'));
+      }
+      return {
+        message: compose(headlines, body),
+        type: 'warning',
+        autoClose: false,
+        actions: ['panel'],
+        persist: false
+      };
+    }
+    case 'recovered': {
+      const now = formatBytes(incident.currentBytes, ctx.units);
+      if (incident.haltingAt !== null && !incident.dryRun) {
+        return {
+          message: compose(
+            named(
+              path,
+              n => trans.__('memguard interrupted a cell of %1', n),
+              trans.__('memguard interrupted a cell')
+            ),
+            [
+              f.known && f.pastLine
+                ? trans.__(
+                    'Its kernel used %1, past its stop line of %2.',
+                    f.usage,
+                    f.halt
+                  )
+                : '',
+              trans.__(
+                'The kernel is still running (now %1) and keeps its variables.',
+                now
+              )
+            ].filter(Boolean)
+          ),
+          type: 'warning',
+          autoClose: 15000,
+          actions: ['panel'],
+          persist: false
+        };
+      }
+      return {
+        message: compose(
+          named(
+            path,
+            n => trans.__('Memory back down in %1', n),
+            trans.__('Kernel memory back down')
+          ),
+          [trans.__('Its kernel now uses %1 of %2.', now, f.limit)]
+        ),
+        type: 'info',
+        autoClose: 5000,
+        actions: [],
+        persist: false
+      };
+    }
+    case 'ended':
+    case 'back':
+    case 'note': {
+      const t = incident.termination;
+      if (!t) {
+        return null;
+      }
+      const headline = terminationHeadline(t, trans);
+      const name = basename(path);
+      const headlines = name ? [`${headline} (${name})`, headline] : [headline];
+      if (incident.phase === 'note') {
+        return {
+          message: compose(headlines, sentences(terminationSummary(t, ctx))),
+          type: 'warning',
+          autoClose: t.verdict === 'gpu_out_of_memory' ? 10000 : false,
+          actions: ['details', 'dismiss'],
+          persist: false
+        };
+      }
+      if (incident.phase === 'back') {
+        const seen =
+          incident.stoppedShownAt !== null &&
+          ctx.now - incident.stoppedShownAt >= 5000;
+        // What happened (the summary's first sentence), then how things stand now.
+        const happened = sentences(terminationSummary(t, ctx)).slice(0, 1);
+        return {
+          message: compose(headlines, [
+            ...happened,
+            trans.__(
+              'The kernel is running again; its variables were lost, so run your cells again.'
+            )
+          ]),
+          type: 'info',
+          autoClose: seen ? 15000 : false,
+          actions: ['details', 'dismiss'],
+          persist: false
+        };
+      }
+      let message = compose(headlines, sentences(terminationSummary(t, ctx)));
+      const saved = trans.__('The notebook was saved.');
+      if (
+        incident.saved === 'saved' &&
+        message.length + saved.length + 1 <= MAX_NOTICE_LENGTH
+      ) {
+        message = `${message} ${saved}`;
+      }
+      return {
+        message,
+        type: terminationType(t),
+        autoClose: false,
+        actions: ctx.notebookOpen
+          ? ['restart', 'details', 'dismiss']
+          : ['details', 'dismiss'],
+        persist: true
+      };
+    }
+    default:
+      return null;
+  }
+}
+
+/** The notice for memory held outside the kernels (the server names the process). */
+export function pressureNotice(
+  data: { usage_bytes: number; limit_bytes: number; message: string },
+  ctx: ITextContext
+): INoticeView {
+  const { trans, units } = ctx;
+  const body = data.message
+    ? sentences(data.message)
+    : [
+        trans.__(
+          'This server uses %1 of %2.',
+          formatBytes(data.usage_bytes, units),
+          formatBytes(data.limit_bytes, units)
+        )
+      ];
+  // The server's words name the process; they come first, with a headline if it fits.
+  let message = compose(
+    [trans.__('Memory is short outside your notebooks')],
+    body
+  );
+  if (
+    data.message &&
+    !message.includes(data.message) &&
+    data.message.length <= MAX_NOTICE_LENGTH
+  ) {
+    message = data.message;
+  }
+  const spared = trans.__('memguard stops no kernel for it.');
+  if (message.length + spared.length + 1 <= MAX_NOTICE_LENGTH) {
+    message = `${message} ${spared}`;
+  }
+  return {
+    message,
+    type: 'warning',
+    autoClose: 30000,
+    actions: ['panel'],
+    persist: false
+  };
+}
+
+/**
+ * The note added to the output of the cell that was running when memguard halted its kernel.
+ * `kernelEnded`: the kernel was shut down (else the interrupt was enough and it runs on).
+ */
+export function cellNote(
+  incident: IIncident,
+  kernelEnded: boolean,
+  ctx: ITextContext
+): string {
+  const { trans } = ctx;
+  const f = figuresOf(incident, ctx);
+  if (incident.admin) {
+    return `${trans.__('memguard stopped this cell:')} ${trans.__(
+      'the kernel was stopped from the Memory panel.'
+    )} ${trans.__(
+      'Its variables are lost; restart the kernel and run the cells again.'
+    )}`;
+  }
+  const what =
+    f.known && f.pastLine
+      ? trans.__(
+          'the kernel used %1, past its stop line of %2 (%3 of its %4 limit).',
+          f.usage,
+          f.halt,
+          f.haltPct,
+          f.limit
+        )
+      : f.known
+        ? trans.__(
+            'the kernel used %1 while the server was short of memory.',
+            f.usage
+          )
+        : trans.__('the kernel used too much memory.');
+  if (kernelEnded) {
+    return `${trans.__('memguard stopped this cell:')} ${what} ${trans.__(
+      'Its variables are lost; restart the kernel and run the cells again, with less data.'
+    )}`;
+  }
+  return `${trans.__('memguard interrupted this cell:')} ${what} ${trans.__(
+    'The kernel is still running and keeps its variables; free memory (del large variables) or use less data before you run this cell again.'
+  )}`;
+}
+
+/** The openings of memguard's cell notes (so a note is not added twice). */
+export function cellNotePrefixes(trans: ITrans): string[] {
+  return [
+    trans.__('memguard stopped this cell:'),
+    trans.__('memguard interrupted this cell:')
+  ];
 }

@@ -3,7 +3,12 @@
  */
 
 export type Level = 'ok' | 'warning' | 'critical';
-export type Units = 'decimal' | 'binary';
+
+/** Display units: binary (KiB, MiB, GiB: powers of 1024) or decimal (kB, MB, GB). */
+export type Units = 'binary' | 'decimal';
+
+/** The user's units setting: "server" follows the server's `display_units`. */
+export type UnitsSetting = 'server' | Units;
 
 export interface IKernelMemory {
   rss_bytes: number;
@@ -13,6 +18,7 @@ export interface IKernelMemory {
   pss_bytes: number | null;
   uss_bytes: number | null;
   sampled_at: number;
+  source?: string;
 }
 
 export interface IGpuDevice {
@@ -59,19 +65,26 @@ export interface IBudget {
   usage_fraction: number;
 }
 
+export interface IStatusSettings {
+  warn_fraction: number;
+  halt_fraction: number;
+  kill_fraction: number;
+  dry_run: boolean;
+  guard_enabled: boolean;
+  interrupt_grace?: number;
+  shutdown_grace?: number;
+  action?: string;
+  /** How the server wants sizes shown ("binary" | "decimal"); absent on older servers. */
+  display_units?: string;
+}
+
 export interface IStatus {
   version: string;
   budget: IBudget;
   kernels_rss_bytes: number;
   interval_seconds: number;
   can_halt: boolean;
-  settings: {
-    warn_fraction: number;
-    halt_fraction: number;
-    kill_fraction: number;
-    dry_run: boolean;
-    guard_enabled: boolean;
-  };
+  settings: IStatusSettings;
 }
 
 export interface IEvidence {
@@ -100,6 +113,12 @@ export interface ITermination {
   confidence: string;
   explanation: string;
   evidence: IEvidence;
+  /** Short plain-language title from the server, e.g. "Kernel stopped: out of memory". */
+  headline?: string | null;
+  /** Plain sentences from the server: what happened, what it means, what to do. */
+  summary?: string | null;
+  /** One line of advice the evidence supports, from the server (or null). */
+  advice?: string | null;
 }
 
 export interface ITerminationPage {

@@ -1,24 +1,59 @@
 import {
+  basename,
+  chartY,
   formatBytes,
   formatDuration,
   formatGpu,
+  formatPercent,
+  formatRate,
   formatUsage,
   levelOf,
-  nextDelay,
+  meaningfulGrowth,
+  pollInterval,
+  resolveUnits,
   sparklinePoints
 } from '../format';
 import { eventKind } from '../types';
 
+const KiB = 1024;
+const MiB = 1024 ** 2;
+const GiB = 1024 ** 3;
+
 describe('formatBytes', () => {
-  it('uses decimal units by default', () => {
-    expect(formatBytes(0)).toBe('0 B');
-    expect(formatBytes(999)).toBe('999 B');
-    expect(formatBytes(1500)).toBe('1.5 kB');
-    expect(formatBytes(1_234_000_000)).toBe('1.2 GB');
+  it('uses binary units by default, as config sizes like 600M are binary', () => {
+    expect(formatBytes(600 * MiB)).toBe('600 MiB');
+    expect(formatBytes(2 * GiB)).toBe('2 GiB');
+    expect(formatBytes(1.5 * GiB)).toBe('1.5 GiB');
+    expect(formatBytes(512 * MiB)).toBe('512 MiB');
   });
-  it('uses binary units on request', () => {
-    expect(formatBytes(1024, 'binary')).toBe('1.0 KiB');
-    expect(formatBytes(3 * 1024 ** 3, 'binary')).toBe('3.0 GiB');
+  it('reads a configured limit back as configured', () => {
+    for (const [bytes, text] of [
+      [600 * MiB, '600 MiB'],
+      [1000 * MiB, '1000 MiB'],
+      [4 * GiB, '4 GiB'],
+      [100 * MiB, '100 MiB'],
+      [1536 * MiB, '1.5 GiB'],
+      [512 * KiB, '512 KiB']
+    ] as [number, string][]) {
+      expect(formatBytes(bytes, 'binary')).toBe(text);
+    }
+  });
+  it('is precise enough for small kernels', () => {
+    expect(formatBytes(54 * MiB)).toBe('54 MiB');
+    expect(formatBytes(5.4 * MiB)).toBe('5.4 MiB');
+    expect(formatBytes(54 * MiB, 'decimal')).toBe('57 MB');
+  });
+  it('moves to the next unit instead of showing 1024 of one', () => {
+    expect(formatBytes(1023.8 * MiB)).toBe('1 GiB');
+    expect(formatBytes(1023 * MiB)).toBe('1023 MiB');
+  });
+  it('uses decimal units on request', () => {
+    expect(formatBytes(0, 'decimal')).toBe('0 B');
+    expect(formatBytes(999, 'decimal')).toBe('999 B');
+    expect(formatBytes(1500, 'decimal')).toBe('1.5 kB');
+    expect(formatBytes(1_234_000_000, 'decimal')).toBe('1.2 GB');
+    expect(formatBytes(600 * MiB, 'decimal')).toBe('629 MB');
+    expect(formatBytes(25.3e9, 'decimal')).toBe('25 GB');
   });
   it('says n/a for missing figures', () => {
     expect(formatBytes(null)).toBe('n/a');
@@ -27,13 +62,37 @@ describe('formatBytes', () => {
   });
 });
 
+describe('resolveUnits', () => {
+  it("follows the server's display_units unless the user chose", () => {
+    expect(resolveUnits('server', 'decimal')).toBe('decimal');
+    expect(resolveUnits('server', 'binary')).toBe('binary');
+    expect(resolveUnits('binary', 'decimal')).toBe('binary');
+    expect(resolveUnits('decimal', 'binary')).toBe('decimal');
+  });
+  it('is binary when nobody says', () => {
+    expect(resolveUnits('server', undefined)).toBe('binary');
+    expect(resolveUnits(undefined, null)).toBe('binary');
+    expect(resolveUnits('server', 'nonsense')).toBe('binary');
+  });
+});
+
 describe('formatUsage', () => {
-  it('shows both figures in the unit of the limit', () => {
-    expect(formatUsage(1.2e9, 4e9)).toBe('1.2 / 4.0 GB');
-    expect(formatUsage(300e6, 4e9)).toBe('0.3 / 4.0 GB');
-    expect(formatUsage(512 * 1024 ** 2, 2 * 1024 ** 3, 'binary')).toBe(
-      '0.5 / 2.0 GiB'
-    );
+  it('shares the unit when both figures have it', () => {
+    expect(formatUsage(54 * MiB, 600 * MiB)).toBe('54 / 600 MiB');
+    expect(formatUsage(1.5 * GiB, 4 * GiB)).toBe('1.5 / 4 GiB');
+  });
+  it('gives each figure its own unit otherwise (no "0.1 / 25.3 GB")', () => {
+    expect(formatUsage(54 * MiB, 25.3 * GiB)).toBe('54 MiB / 25 GiB');
+    expect(formatUsage(54e6, 25.3e9, 'decimal')).toBe('54 MB / 25 GB');
+  });
+});
+
+describe('formatPercent and formatRate', () => {
+  it('rounds', () => {
+    expect(formatPercent(0.8)).toBe('80 %');
+    expect(formatPercent(0.899)).toBe('90 %');
+    expect(formatPercent(NaN)).toBe('n/a');
+    expect(formatRate(12 * MiB)).toBe('12 MiB/s');
   });
 });
 
@@ -57,7 +116,61 @@ describe('levelOf', () => {
   });
 });
 
-describe('sparklinePoints', () => {
+describe('meaningfulGrowth', () => {
+  const growing: [number, number][] = [
+    [100, 100 * MiB],
+    [102, 164 * MiB],
+    [104, 228 * MiB]
+  ];
+  it('shows recent growth above the floor', () => {
+    expect(meaningfulGrowth(growing, 105)).toBe(32 * MiB);
+  });
+  it('shows nothing for a kernel that stopped growing', () => {
+    const flat: [number, number][] = [
+      ...growing,
+      [110, 228 * MiB],
+      [116, 228 * MiB]
+    ];
+    expect(meaningfulGrowth(flat, 117)).toBeNull();
+  });
+  it('shows nothing once the samples are old (no lingering rate)', () => {
+    expect(meaningfulGrowth(growing, 130)).toBeNull();
+  });
+  it('ignores jitter below the floor and shrinking', () => {
+    expect(
+      meaningfulGrowth(
+        [
+          [0, 100 * MiB],
+          [5, 100 * MiB + 100 * KiB]
+        ],
+        5
+      )
+    ).toBeNull();
+    expect(
+      meaningfulGrowth(
+        [
+          [0, 200 * MiB],
+          [5, 100 * MiB]
+        ],
+        5
+      )
+    ).toBeNull();
+  });
+  it('needs two samples at least a second apart', () => {
+    expect(meaningfulGrowth([[0, 1]], 0)).toBeNull();
+    expect(
+      meaningfulGrowth(
+        [
+          [0, 0],
+          [0.5, 100 * MiB]
+        ],
+        1
+      )
+    ).toBeNull();
+  });
+});
+
+describe('sparklinePoints and chartY', () => {
   it('scales time to width and bytes to height', () => {
     const points = sparklinePoints(
       [
@@ -86,28 +199,25 @@ describe('sparklinePoints', () => {
         100
       )
     ).toBe('0.0,0.0 10.0,10.0');
+    expect(chartY(80, 50, 100)).toBe(10);
+    expect(chartY(500, 50, 100)).toBe(0);
   });
 });
 
-describe('nextDelay', () => {
+describe('pollInterval', () => {
   it('polls at the refresh interval while visible', () => {
-    expect(nextDelay(2, false, 0)).toBe(2000);
+    expect(pollInterval(2, false)).toBe(2000);
   });
-  it('backs off while the page is hidden', () => {
-    expect(nextDelay(2, true, 0)).toBe(12000);
-    expect(nextDelay(30, true, 0)).toBe(60000);
-  });
-  it('doubles after each failure, up to a minute', () => {
-    expect(nextDelay(2, false, 1)).toBe(4000);
-    expect(nextDelay(2, false, 3)).toBe(16000);
-    expect(nextDelay(2, false, 20)).toBe(60000);
+  it('is six times slower while the page is hidden, at most a minute', () => {
+    expect(pollInterval(2, true)).toBe(12000);
+    expect(pollInterval(30, true)).toBe(60000);
   });
   it('never polls faster than twice a second', () => {
-    expect(nextDelay(0, false, 0)).toBe(500);
+    expect(pollInterval(0, false)).toBe(500);
   });
 });
 
-describe('eventKind', () => {
+describe('eventKind and basename', () => {
   it('extracts memguard event kinds', () => {
     expect(
       eventKind(
@@ -117,6 +227,10 @@ describe('eventKind', () => {
     expect(
       eventKind('https://events.jupyter.org/jupyter_server/kernel_actions/v1')
     ).toBeNull();
+  });
+  it('takes the last part of a path', () => {
+    expect(basename('work/big.ipynb')).toBe('big.ipynb');
+    expect(basename(null)).toBeNull();
   });
 });
 
@@ -128,29 +242,29 @@ describe('formatGpu', () => {
   });
   it('gives a short total and one line per device', () => {
     const gpu = {
-      used_bytes: 6e9,
+      used_bytes: 6 * GiB,
       devices: [
         {
           index: 0,
           name: 'H100',
-          used_bytes: 2e9,
-          total_bytes: 80e9,
+          used_bytes: 2 * GiB,
+          total_bytes: 80 * GiB,
           pids: [1]
         },
         {
           index: 1,
           name: 'H100',
-          used_bytes: 4e9,
-          total_bytes: 80e9,
+          used_bytes: 4 * GiB,
+          total_bytes: 80 * GiB,
           pids: [1, 2]
         }
       ]
     };
     const text = formatGpu(gpu);
-    expect(text?.short).toBe('GPU 6.0 GB');
+    expect(text?.short).toBe('GPU 6 GiB');
     expect(text?.lines).toEqual([
-      'GPU 0 (H100): 2.0 / 80.0 GB',
-      'GPU 1 (H100): 4.0 / 80.0 GB'
+      'GPU 0 (H100): 2 / 80 GiB',
+      'GPU 1 (H100): 4 / 80 GiB'
     ]);
   });
 });

@@ -1,0 +1,16 @@
+/**
+ * The token other plugins use to reach memguard's model, and the command ids.
+ */
+import { Token } from '@lumino/coreutils';
+
+import { MemoryModel } from './model';
+
+export const IMemGuardModel = new Token<MemoryModel>(
+  'jupyter-memguard:model',
+  "memguard's view of the server's kernels, their memory and what happened to them."
+);
+
+export const CommandIDs = {
+  /** Open the Memory panel; args: {terminationKey?: string} to show one termination. */
+  openPanel: 'memguard:open-panel'
+} as const;
