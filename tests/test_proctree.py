@@ -34,6 +34,7 @@ from jupyter_memguard.probe.proctree import (
     KernelRoot,
     ProcInfo,
     TreePss,
+    TreeWalker,
     children_files_supported,
     escaped_members,
     memory_cgroup,
@@ -63,6 +64,7 @@ def fake_process(
     state: str = "S",
     rss_pages: int = 100,
     minflt: int = 0,
+    utime: int = 1,
     threads: dict[int, list[int]] | None = None,
     children_files: bool = True,
     cmdline: bytes = b"python3\0-m\0thing\0",
@@ -73,7 +75,7 @@ def fake_process(
     base = proc / str(pid)
     (base / "task").mkdir(parents=True)
     fields = [state, ppid, pgid if pgid is not None else pid, sid if sid is not None else pid]
-    fields += [0, -1, 4194304, minflt, 0, 0, 0, 1, 1, 0, 0, 20, 0, len(threads or {pid: []})]
+    fields += [0, -1, 4194304, minflt, 0, 0, 0, utime, 1, 0, 0, 20, 0, len(threads or {pid: []})]
     fields += [0, 1000 + pid, 123456, rss_pages, 18446744073709551615, 1, 1, 0, 0]
     (base / "stat").write_text(f"{pid} ({name}) " + " ".join(map(str, fields)) + "\n")
     (base / "statm").write_text(f"1000 {rss_pages} 10 1 0 50 0\n")
@@ -126,6 +128,33 @@ def test_walk_follows_every_threads_children_file(tmp_path: Path):
         100: walk_tree(100, tmp_path),
         500: (500,),
     }
+
+
+def test_tree_walker_rewalks_only_trees_that_may_have_changed(tmp_path: Path):
+    import shutil
+
+    fake_process(tmp_path, 100, 1, threads={100: [200]})
+    fake_process(tmp_path, 200, 100)
+    walker = TreeWalker(tmp_path, max_age_s=2.0)
+    assert walker.trees([100], now=0.0) == {100: (100, 200)}
+    # A child appears while no process of the tree ran (impossible for real; shows the reuse).
+    (tmp_path / "100" / "task" / "100" / "children").write_text("200 300 ")
+    fake_process(tmp_path, 300, 100)
+    assert walker.trees([100], now=0.5) == {100: (100, 200)}
+    # The parent used CPU (it may have forked): walked again.
+    shutil.rmtree(tmp_path / "100")
+    fake_process(tmp_path, 100, 1, utime=7, threads={100: [200, 300]})
+    assert sorted(walker.trees([100], now=1.0)[100]) == [100, 200, 300]
+    # A process of the tree ended: walked again.
+    shutil.rmtree(tmp_path / "300")
+    (tmp_path / "100" / "task" / "100" / "children").write_text("200 ")
+    assert walker.trees([100], now=1.5) == {100: (100, 200)}
+    # Never older than max_age_s, and always walked when the caller says so (busy kernels).
+    (tmp_path / "100" / "task" / "100" / "children").write_text("")
+    assert walker.trees([100], now=1.6, must_walk={100}) == {100: (100,)}
+    (tmp_path / "100" / "task" / "100" / "children").write_text("200 ")
+    assert walker.trees([100], now=3.7) == {100: (100, 200)}  # 2.1 s after the last walk
+    assert walker.trees([999], now=3.0) == {}
 
 
 def test_walk_survives_vanished_children_and_cycles(tmp_path: Path):

@@ -33,12 +33,12 @@ from ..probe.proctree import (
     HostScan,
     KernelRoot,
     TreePss,
+    TreeWalker,
     escaped_members,
     memory_cgroup,
     read_children,
     scan_host,
     walk_tree,
-    walk_trees,
 )
 from ..probe.remote_usage import RemoteUsagePoller
 from ..probe.server import (
@@ -88,6 +88,7 @@ class _Root:
 
     pid: int
     pgid: int | None
+    busy: bool = False  # running a cell in the last tick: its tree is walked every tick
 
 
 def _with_holders(
@@ -171,6 +172,7 @@ class Monitor:
         self._wake = asyncio.Event()
         # Worker-thread state (one sampling pass at a time, under _sample_lock):
         self._pss = TreePss()
+        self._walker = TreeWalker()
         self._exact: dict[str, tuple[float, int]] = {}  # kernel → (read at, exact bytes)
         self._escaped: dict[str, tuple[int, ...]] = {}  # kernel → processes that left its tree
         self._scanned_at = -1e9
@@ -289,7 +291,9 @@ class Monitor:
         started = time.perf_counter()
         now = time.time()
         last = self._latest.budget
-        walked = walk_trees(r.pid for r in roots.values())
+        walked = self._walker.trees(
+            (r.pid for r in roots.values()), must_walk={r.pid for r in roots.values() if r.busy}
+        )
         trees: dict[str, ProcessTreeMemory | None] = {}
         for kid, root in roots.items():
             pids = walked.get(root.pid, ())
@@ -383,8 +387,11 @@ class Monitor:
         """Sample every kernel now and publish a Tick (no policy); returns it."""
         async with self._sample_lock:
             self._sync_with_manager()
+            last = self._latest.kernels
             roots = {
-                kid: _Root(t.pid, t.pgid) for kid, t in self._kernels.items() if t.pid is not None
+                kid: _Root(t.pid, t.pgid, kid in last and last[kid].busy)
+                for kid, t in self._kernels.items()
+                if t.pid is not None
             }
             peaks = {kid: t.history.peak_bytes for kid, t in self._kernels.items()}
             self._terminal_roots = self.terminals()
