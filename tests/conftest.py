@@ -14,6 +14,13 @@ pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
 MiB = 1024**2
 
+# A guard that halts within about a second (tests of halts); add "kernel_memory_limit".
+FAST_HALT = {
+    "poll_interval": 0.25,
+    "interrupt_grace": 0.5,
+    "shutdown_grace": 0.5,
+}
+
 
 @pytest.fixture
 def memguard_config() -> dict[str, Any]:

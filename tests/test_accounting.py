@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from . import cgroups
-from .conftest import MiB, get_json, wait_for
+from .conftest import FAST_HALT, MiB, get_json, wait_for
 from .lab import EventStream, GiB, lab_server
 
 FORK_WORKERS = """
@@ -38,12 +38,7 @@ def events(memguard: Any, kernel_id: str) -> list[str]:
 class TestForkedWorkers:
     @pytest.fixture
     def memguard_config(self) -> dict[str, Any]:
-        return {
-            "kernel_memory_limit": "1G",
-            "poll_interval": 0.25,
-            "interrupt_grace": 0.5,
-            "shutdown_grace": 0.5,
-        }
+        return {**FAST_HALT, "kernel_memory_limit": "1G"}
 
     async def test_shared_pages_count_once_and_the_kernel_is_not_halted(
         self, jp_fetch, memguard, start_kernel

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from tornado.httpclient import HTTPClientError
 
-from .conftest import MiB, get_json, wait_for
+from .conftest import FAST_HALT, MiB, get_json, wait_for
 
 KEEP_300 = "kept = bytearray(b'\\x01') * (300 * 2**20)"
 SPIKE_500 = "import time\nx = bytearray(b'\\x01') * (500 * 2**20)\ntime.sleep(0.2)\ndel x"
@@ -52,12 +52,7 @@ async def test_cells_of_an_unknown_kernel_is_404_json(jp_fetch, memguard):
 class TestHaltNamesTheCell:
     @pytest.fixture
     def memguard_config(self) -> dict[str, Any]:
-        return {
-            "kernel_memory_limit": "400M",
-            "poll_interval": 0.25,
-            "interrupt_grace": 0.5,
-            "shutdown_grace": 0.5,
-        }
+        return {**FAST_HALT, "kernel_memory_limit": "400M"}
 
     async def test_halted_kernel_termination_names_the_running_cell(
         self, jp_fetch, memguard, start_kernel

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from tornado.httpclient import HTTPClientError
 
-from .conftest import MiB, get_json, wait_for
+from .conftest import FAST_HALT, MiB, get_json, wait_for
 
 
 async def terminations(jp_fetch: Any, kernel_id: str) -> list[dict[str, Any]]:
@@ -87,12 +87,7 @@ async def test_kernel_that_exits_at_start_is_recorded_per_attempt(
 class TestRequestsDuringAHalt:
     @pytest.fixture
     def memguard_config(self) -> dict[str, Any]:
-        return {
-            "kernel_memory_limit": "400M",
-            "poll_interval": 0.25,
-            "interrupt_grace": 0.5,
-            "shutdown_grace": 0.5,
-        }
+        return {**FAST_HALT, "kernel_memory_limit": "400M"}
 
     async def test_kernels_and_status_answer_200_throughout(self, jp_fetch, memguard, start_kernel):
         kernel = await start_kernel()
