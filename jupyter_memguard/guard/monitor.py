@@ -300,7 +300,15 @@ class Monitor:
             escaped = [p for p in self._escaped.get(kid, ()) if p not in pids]
             for pid in escaped:  # an escaped process and its own children
                 pids += tuple(p for p in walk_tree(pid) if p not in pids)
-            tree = sample_tree(root.pid, pids, peaks.get(kid, 0), detail, now=now)
+            tree = sample_tree(
+                root.pid,
+                pids,
+                peaks.get(kid, 0),
+                detail,
+                now=now,
+                known_rss=self._walker.rss,
+                read_hwm=root.pid not in self._walker.unchanged,
+            )
             trees[kid] = self._with_exact(kid, tree, now, last) if tree is not None else None
         self._pss.retain(roots.keys())
         # Usage against a configured limit: the server's own processes plus each kernel's

@@ -192,8 +192,16 @@ def find_cgroup(root: Path = Path("/")) -> CgroupReading | None:
 
 
 def read_system_oom_kills(root: Path = Path("/")) -> int | None:
-    """The machine-wide OOM kill counter from /proc/vmstat (kernel ≥ 4.13)."""
-    return parse_keyed(_read_text(root / "proc/vmstat")).get("oom_kill")
+    """The machine-wide OOM kill counter from /proc/vmstat (kernel ≥ 4.13).
+
+    vmstat has ~170 lines and this is read every tick: find the one line, parse nothing else.
+    """
+    text = _read_text(root / "proc/vmstat") or ""
+    at = text.find("\noom_kill ") + 1 if not text.startswith("oom_kill ") else 0
+    if at == 0 and not text.startswith("oom_kill "):
+        return None
+    value = text[at + len("oom_kill ") :].split("\n", 1)[0].strip()
+    return int(value) if value.isdigit() else None
 
 
 def read_budget(

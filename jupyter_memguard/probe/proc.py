@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,19 +65,28 @@ def sample_tree(
     detail: bool = False,
     proc: Path = Path("/proc"),
     now: float | None = None,
+    known_rss: Mapping[int, int] | None = None,
+    read_hwm: bool = True,
 ) -> ProcessTreeMemory | None:
     """Sum the memory of a kernel's process tree (``pids``: the kernel and its descendants, as
-    probe.proctree walked them); None when the kernel process is gone."""
+    probe.proctree walked them); None when the kernel process is gone.
+
+    ``known_rss``: RSS just read by the tree walk (saves a statm read per process);
+    ``read_hwm=False`` skips the VmHWM read for a tree that ran no code since the last sample.
+    """
     rss_total = 0
     alive: list[int] = []
     for member in pids:
-        rss = read_rss(member, proc)
-        if rss is not None:
+        rss = known_rss.get(member) if known_rss is not None else None
+        if rss is None:
+            rss = read_rss(member, proc)
+        if rss:
             rss_total += rss
             alive.append(member)
     if pid not in alive:
         return None
-    peak = max(tracked_peak, rss_total, read_peak(pid, proc) or 0)
+    hwm = (read_peak(pid, proc) or 0) if read_hwm else 0
+    peak = max(tracked_peak, rss_total, hwm)
     pss = uss = None
     if detail:
         pss = uss = 0

@@ -206,6 +206,8 @@ class TreeWalker:
         self.proc = proc
         self.max_age_s = max_age_s
         self._known: dict[int, tuple[float, tuple[int, ...], tuple[tuple[int, int, int], ...]]] = {}
+        self.rss: dict[int, int] = {}  # RSS (bytes) of each process read by the last call
+        self.unchanged: set[int] = set()  # roots whose tree ran no code since the last call
 
     def _signature(self, pids: Iterable[int]) -> tuple[tuple[int, int, int], ...] | None:
         signature = []
@@ -214,6 +216,7 @@ class TreeWalker:
             if fields is None:
                 return None  # a process ended: the tree changed
             signature.append((fields.start_ticks, fields.cpu_ticks, fields.rss_pages))
+            self.rss[pid] = fields.rss_pages * PAGE_SIZE
         return tuple(signature)
 
     def trees(
@@ -222,6 +225,7 @@ class TreeWalker:
         """Each live root's tree (root first); gone roots are absent."""
         now = time.monotonic() if now is None else now
         roots = list(roots)
+        self.rss, self.unchanged = {}, set()
         result: dict[int, tuple[int, ...]] = {}
         to_walk = []
         for root in roots:
@@ -230,6 +234,7 @@ class TreeWalker:
                 _, pids, signature = known
                 if self._signature(pids) == signature:
                     result[root] = pids
+                    self.unchanged.add(root)
                     continue
             to_walk.append(root)
         for root, pids in walk_trees(to_walk, self.proc).items():
