@@ -4,7 +4,13 @@
 import { URLExt } from '@jupyterlab/coreutils';
 import { KernelAPI, ServerConnection } from '@jupyterlab/services';
 
-import { IKernelInfo, IStatus, ITerminationPage, IBudget } from './types';
+import {
+  IBudget,
+  ICellRecord,
+  IKernelInfo,
+  IStatus,
+  ITerminationPage
+} from './types';
 
 /** An error answer of the API (404 when the server extension is absent, 403 when denied). */
 export class ApiError extends Error {
@@ -49,6 +55,11 @@ export function getKernels(): Promise<{
 
 export function getKernel(kernelId: string): Promise<IKernelInfo> {
   return request(`kernels/${encodeURIComponent(kernelId)}`);
+}
+
+/** A kernel's recent cells, newest first (the running one first). */
+export function getCells(kernelId: string): Promise<{ cells: ICellRecord[] }> {
+  return request(`kernels/${encodeURIComponent(kernelId)}/cells`);
 }
 
 export function getStatus(): Promise<IStatus> {

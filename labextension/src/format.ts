@@ -1,7 +1,7 @@
 /**
  * Pure formatting helpers (no JupyterLab imports, so jest can test them directly).
  */
-import { IKernelGpu, Level, Units, UnitsSetting } from './types';
+import { IKernelGpu, IKernelMemory, Level, Units, UnitsSetting } from './types';
 
 const DECIMAL = ['B', 'kB', 'MB', 'GB', 'TB', 'PB'];
 const BINARY = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
@@ -70,6 +70,34 @@ export function formatBytes(
     : `${figure(value)} ${names[index]}`;
 }
 
+/**
+ * A kernel's memory as the guard counts it: pages counted once (`used_bytes`), else (an
+ * older server) the RSS sum.
+ */
+export function usedBytes(memory: IKernelMemory | null | undefined): number {
+  if (!memory) {
+    return 0;
+  }
+  return typeof memory.used_bytes === 'number'
+    ? memory.used_bytes
+    : memory.rss_bytes;
+}
+
+/** "+150 MiB", "−1.2 GiB", "±0 B" (a minus sign, not a hyphen). */
+export function formatSignedBytes(
+  bytes: number | null | undefined,
+  units: Units = 'binary'
+): string {
+  if (bytes === null || bytes === undefined || !isFinite(bytes)) {
+    return 'n/a';
+  }
+  if (bytes === 0) {
+    return '±0 B';
+  }
+  const text = formatBytes(Math.abs(bytes), units);
+  return bytes > 0 ? `+${text}` : `\u2212${text}`;
+}
+
 /** "54 / 600 MiB" when both figures share a unit, else "540 MiB / 1.5 GiB". */
 export function formatUsage(
   used: number,
@@ -133,6 +161,23 @@ export function formatDuration(seconds: number): string {
   const hours = Math.floor(seconds / 3600);
   const minutes = Math.round((seconds % 3600) / 60);
   return minutes ? `${hours} h ${minutes} min` : `${hours} h`;
+}
+
+/** A cell's duration: "0.09 s", "1.5 s", "42 s", "5 min". */
+export function formatSeconds(seconds: number | null | undefined): string {
+  if (seconds === null || seconds === undefined || !isFinite(seconds)) {
+    return 'n/a';
+  }
+  if (seconds < 0.01) {
+    return '< 0.01 s';
+  }
+  if (seconds < 1) {
+    return `${seconds.toFixed(2)} s`;
+  }
+  if (seconds < 10) {
+    return `${seconds.toFixed(1)} s`;
+  }
+  return formatDuration(seconds);
 }
 
 /** The display level of a memory figure against its limit. */

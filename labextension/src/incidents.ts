@@ -3,6 +3,7 @@
  * into a halt, then an end, then the kernel running again. Pure state transitions (tested with
  * jest); the model applies them to events and polls, the notices and cells are views of them.
  */
+import { usedBytes } from './format';
 import { IKernelInfo, ITermination } from './types';
 
 export type Phase =
@@ -289,7 +290,7 @@ export function onKernels(
   graceMs: number
 ): IIncident {
   const kernel = kernels.find(k => k.id === incident.kernelId) ?? null;
-  const rss = kernel?.memory?.rss_bytes ?? null;
+  const rss = kernel?.memory ? usedBytes(kernel.memory) : null;
   const warn = kernel?.warn_bytes ?? incident.warnBytes;
   switch (incident.phase) {
     case 'warning':

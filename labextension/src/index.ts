@@ -1,6 +1,7 @@
 /**
  * jupyter-memguard's JupyterLab plugins: the model (polling and events), the status-bar item,
- * the notices, the halted cells' notes and the Memory panel.
+ * the notices, the cells (halted cells' notes, memory badges), the Memory panel and the
+ * Details views (the memory timeline of a kernel or of a kernel stop).
  */
 import {
   ILabShell,
@@ -15,13 +16,16 @@ import { IStatusBar } from '@jupyterlab/statusbar';
 import { ITranslator, nullTranslator } from '@jupyterlab/translation';
 import { LabIcon } from '@jupyterlab/ui-components';
 
-import { HaltedCells } from './cells';
+import { DEFAULT_BADGE_SETTINGS, IBadgeSettings } from './badges';
+import { CellBadges, HaltedCells } from './cells';
+import { DetailsViews } from './details';
+import { terminationKey } from './incidents';
 import { MemoryModel } from './model';
 import { Notices } from './notices';
 import { MemoryPanel } from './panel';
 import { MemoryStatus, StatusModel } from './statusItem';
 import { CommandIDs, IMemGuardModel } from './tokens';
-import { UnitsSetting } from './types';
+import { ITermination, UnitsSetting } from './types';
 
 /** The plugin whose id carries the settings (schema/plugin.json). */
 const SETTINGS_ID = 'jupyter-memguard:plugin';
@@ -98,7 +102,14 @@ const panelPlugin: JupyterFrontEndPlugin<void> = {
     restorer: ILayoutRestorer | null
   ): void => {
     const trans = (translator ?? nullTranslator).load(DOMAIN);
-    const panel = new MemoryPanel(model, trans);
+    const panel = new MemoryPanel(model, trans, {
+      openKernel: kernelId =>
+        void app.commands.execute(CommandIDs.openDetails, { kernelId }),
+      openTermination: t =>
+        void app.commands.execute(CommandIDs.openDetails, {
+          terminationKey: terminationKey(t)
+        })
+    });
     panel.title.icon = memoryIcon;
     const attach = (): void => {
       if (!panel.isAttached) {
@@ -141,6 +152,79 @@ const panelPlugin: JupyterFrontEndPlugin<void> = {
         settings.changed.connect(apply);
       })
       .catch(() => attach());
+  }
+};
+
+/** The Details views: a kernel's memory timeline with its cells, a kernel stop's story. */
+const detailsPlugin: JupyterFrontEndPlugin<void> = {
+  id: 'jupyter-memguard:details',
+  description:
+    'Details of a kernel or a kernel stop, with a timeline of its memory and its cells.',
+  autoStart: true,
+  requires: [IMemGuardModel],
+  optional: [ITranslator],
+  activate: (
+    app: JupyterFrontEnd,
+    model: MemoryModel,
+    translator: ITranslator | null
+  ): void => {
+    const trans = (translator ?? nullTranslator).load(DOMAIN);
+    const views = new DetailsViews({
+      memory: model,
+      trans,
+      icon: memoryIcon,
+      show: widget => {
+        if (!widget.isAttached) {
+          // Beside the notebook; as a tab next to the other Details views once one is open.
+          const other = Array.from(app.shell.widgets('main')).find(
+            w => w !== widget && w.hasClass('jp-memguard-details')
+          );
+          app.shell.add(
+            widget,
+            'main',
+            other
+              ? { mode: 'tab-after', ref: other.id }
+              : { mode: 'split-right' }
+          );
+        }
+        app.shell.activateById(widget.id);
+      }
+    });
+    const find = (key: string): ITermination | null =>
+      model.incidents
+        .map(i => i.termination)
+        .find(t => t && terminationKey(t) === key) ??
+      model.terminations.find(t => terminationKey(t) === key) ??
+      null;
+    app.commands.addCommand(CommandIDs.openDetails, {
+      label: trans.__('Kernel memory details'),
+      caption: trans.__(
+        'The memory timeline of a kernel with its cells, or what happened to a kernel that stopped'
+      ),
+      icon: memoryIcon,
+      execute: async args => {
+        const number = (value: unknown): number | null =>
+          typeof value === 'number' ? value : null;
+        const focus = {
+          msgId: typeof args.msgId === 'string' ? args.msgId : null,
+          executionCount: number(args.executionCount)
+        };
+        if (typeof args.terminationKey === 'string' && args.terminationKey) {
+          let t = find(args.terminationKey);
+          if (!t) {
+            await model.refreshTerminations(200);
+            t = find(args.terminationKey);
+          }
+          if (t) {
+            views.openTermination(t, focus);
+          }
+          return;
+        }
+        if (typeof args.kernelId === 'string' && args.kernelId) {
+          views.openKernel(args.kernelId, focus);
+        }
+      }
+    });
   }
 };
 
@@ -203,30 +287,65 @@ const noticesPlugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-/** The note in a halted cell's output, and the save after it. */
+/**
+ * The notebook side: the note in a halted cell's output and the save after it; a badge by
+ * each executed cell whose memory changed notably (it opens the timeline at that cell).
+ */
 const cellsPlugin: JupyterFrontEndPlugin<void> = {
   id: 'jupyter-memguard:cells',
-  description: 'Marks the cell memguard stopped, then saves the notebook.',
+  description:
+    'Marks the cell memguard stopped, then saves the notebook; memory badges on cells.',
   autoStart: true,
   requires: [IMemGuardModel, INotebookTracker],
-  optional: [ITranslator],
+  optional: [ISettingRegistry, ITranslator],
   activate: (
     app: JupyterFrontEnd,
     model: MemoryModel,
     tracker: INotebookTracker,
+    settingRegistry: ISettingRegistry | null,
     translator: ITranslator | null
   ): void => {
-    new HaltedCells(
-      model,
-      tracker,
-      (translator ?? nullTranslator).load(DOMAIN)
+    const trans = (translator ?? nullTranslator).load(DOMAIN);
+    new HaltedCells(model, tracker, trans);
+    const badges = new CellBadges(model, tracker, trans, args =>
+      app.commands.execute(CommandIDs.openDetails, { ...args })
     );
+    if (settingRegistry) {
+      const apply = (settings: ISettingRegistry.ISettings): void => {
+        const read = (name: string, fallback: number): number => {
+          const value = settings.get(name).composite;
+          return typeof value === 'number' && value >= 0 ? value : fallback;
+        };
+        const next: IBadgeSettings = {
+          enabled: settings.get('cellBadges').composite !== false,
+          thresholdMiB: read(
+            'cellBadgeThresholdMiB',
+            DEFAULT_BADGE_SETTINGS.thresholdMiB
+          ),
+          thresholdPercent: read(
+            'cellBadgeThresholdPercent',
+            DEFAULT_BADGE_SETTINGS.thresholdPercent
+          )
+        };
+        badges.settings = next;
+      };
+      settingRegistry
+        .load(SETTINGS_ID)
+        .then(settings => {
+          apply(settings);
+          settings.changed.connect(apply);
+        })
+        .catch(error =>
+          console.warn('memguard: could not load settings', error)
+        );
+    }
   }
 };
 
 export default [
   modelPlugin,
   panelPlugin,
+  detailsPlugin,
   statusPlugin,
   noticesPlugin,
   cellsPlugin

@@ -6,17 +6,29 @@
  * JupyterLab cuts notification messages at 140 characters, so notices are built to fit:
  * a headline, then as many of the plain sentences as fit (the last one says what to do).
  */
+import { IBar, ISegment } from './breakdown';
 import {
   basename,
   formatBytes,
   formatDuration,
   formatPercent,
-  formatUsage
+  formatSeconds,
+  formatSignedBytes,
+  formatUsage,
+  usedBytes
 } from './format';
 import { IIncident } from './incidents';
+import { cellLabel } from './timeline';
 import {
   IBudget,
+  ICellRecord,
+  IGpuDeviceStatus,
+  IGpuHolder,
+  IGpuPressure,
   IKernelInfo,
+  IKernelMemory,
+  IOtherProcess,
+  IPressure,
   IStatusSettings,
   ITermination,
   Units
@@ -48,7 +60,13 @@ export const MAX_NOTICE_LENGTH = 140;
 
 export type NoticeType = 'warning' | 'error' | 'info' | 'success';
 export type NoticeAction =
-  'interrupt' | 'save' | 'panel' | 'details' | 'restart' | 'dismiss';
+  | 'interrupt'
+  | 'save'
+  | 'panel'
+  | 'details'
+  | 'restart'
+  | 'dismiss'
+  | 'stopIdle';
 
 export interface INoticeView {
   message: string;
@@ -534,7 +552,7 @@ export function haltConfirmation(
     ? trans.__('The kernel of %1', kernel.path)
     : trans.__('The kernel %1 (%2)', kernel.name, kernel.id.slice(0, 8));
   const size = kernel.memory
-    ? trans.__(', which uses %1,', formatBytes(kernel.memory.rss_bytes, units))
+    ? trans.__(', which uses %1,', formatBytes(usedBytes(kernel.memory), units))
     : '';
   return {
     title: trans.__('Stop this kernel?'),
@@ -778,7 +796,15 @@ export function noticeFor(
           persist: false
         };
       }
-      let message = compose(headlines, sentences(terminationSummary(t, ctx)));
+      const summary = sentences(terminationSummary(t, ctx));
+      let message = compose(headlines, summary);
+      // The advice, as the line that says what to do, where it fits.
+      if (t.advice) {
+        const advised = compose(headlines, [...summary, t.advice]);
+        if (advised.includes(t.advice)) {
+          message = advised;
+        }
+      }
       const saved = trans.__('The notebook was saved.');
       if (
         incident.saved === 'saved' &&
@@ -799,46 +825,6 @@ export function noticeFor(
     default:
       return null;
   }
-}
-
-/** The notice for memory held outside the kernels (the server names the process). */
-export function pressureNotice(
-  data: { usage_bytes: number; limit_bytes: number; message: string },
-  ctx: ITextContext
-): INoticeView {
-  const { trans, units } = ctx;
-  const body = data.message
-    ? sentences(data.message)
-    : [
-        trans.__(
-          'This server uses %1 of %2.',
-          formatBytes(data.usage_bytes, units),
-          formatBytes(data.limit_bytes, units)
-        )
-      ];
-  // The server's words name the process; they come first, with a headline if it fits.
-  let message = compose(
-    [trans.__('Memory is short outside your notebooks')],
-    body
-  );
-  if (
-    data.message &&
-    !message.includes(data.message) &&
-    data.message.length <= MAX_NOTICE_LENGTH
-  ) {
-    message = data.message;
-  }
-  const spared = trans.__('memguard stops no kernel for it.');
-  if (message.length + spared.length + 1 <= MAX_NOTICE_LENGTH) {
-    message = `${message} ${spared}`;
-  }
-  return {
-    message,
-    type: 'warning',
-    autoClose: 30000,
-    actions: ['panel'],
-    persist: false
-  };
 }
 
 /**
@@ -890,4 +876,504 @@ export function cellNotePrefixes(trans: ITrans): string[] {
     trans.__('memguard stopped this cell:'),
     trans.__('memguard interrupted this cell:')
   ];
+}
+
+// ---------------------------------------------------------------------------------------
+// How a kernel's memory is counted, and who holds the budget
+// ---------------------------------------------------------------------------------------
+
+/** How a kernel's figure was measured, when it is not plain RSS; else null. */
+export function memoryMethodText(
+  memory: IKernelMemory,
+  ctx: ITextContext
+): string | null {
+  const { trans, units } = ctx;
+  switch (memory.method) {
+    case 'pss':
+      return trans.__(
+        'Measured as PSS: shared pages counted once (its processes’ RSS adds up to %1).',
+        formatBytes(memory.rss_bytes, units)
+      );
+    case 'usage_request':
+      return trans.__(
+        'As the kernel reports it: memguard cannot see its processes.'
+      );
+    default:
+      return null;
+  }
+}
+
+/** A kernel's name in lists: its notebook's file name, else "Kernel 1a2b3c4d". */
+export function kernelLabel(
+  path: string | null | undefined,
+  kernelId: string,
+  trans: ITrans
+): string {
+  return basename(path) ?? trans.__('Kernel %1', kernelId.slice(0, 8));
+}
+
+/** The legend's name of a segment of the budget bar (`kernelName` names kernels). */
+export function segmentLabel(
+  segment: Pick<ISegment, 'kind' | 'id'>,
+  trans: ITrans,
+  kernelName: (kernelId: string) => string
+): string {
+  switch (segment.kind) {
+    case 'kernel':
+      return kernelName(segment.id ?? '');
+    case 'server':
+      return trans.__('Jupyter server');
+    case 'terminal':
+      return trans.__('Terminal %1', segment.id ?? '');
+    case 'others':
+      return trans.__('Other programs');
+    case 'cache':
+      return trans.__('File cache');
+    case 'shmem':
+      return trans.__('Shared memory');
+    case 'unattributed':
+      return trans.__('Other system memory');
+    case 'free':
+    default:
+      return trans.__('Free');
+  }
+}
+
+/** What a segment of the budget bar is, in one sentence. */
+export function segmentHint(
+  segment: Pick<ISegment, 'kind'>,
+  trans: ITrans
+): string {
+  switch (segment.kind) {
+    case 'kernel':
+      return trans.__(
+        'A notebook’s kernel, with the processes it started; shared pages counted once where measured.'
+      );
+    case 'server':
+      return trans.__('The Jupyter server itself, with its extensions.');
+    case 'terminal':
+      return trans.__(
+        'A terminal of this server and the programs running in it.'
+      );
+    case 'others':
+      return trans.__(
+        'Programs outside Jupyter that count against this limit.'
+      );
+    case 'cache':
+      return trans.__(
+        'Files read or written recently, kept in memory by the system; it counts against the limit.'
+      );
+    case 'shmem':
+      return trans.__(
+        'Shared memory and files kept in memory (/dev/shm, tmpfs).'
+      );
+    case 'unattributed':
+      return trans.__(
+        'Memory the system uses for this limit that no process accounts for.'
+      );
+    case 'free':
+    default:
+      return trans.__('What is left before the limit.');
+  }
+}
+
+function shorten(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
+}
+
+/** "`python train.py` — pid 4242, alice, terminal 1: 1.6 GiB". */
+export function otherProcessText(
+  p: IOtherProcess,
+  ctx: ITextContext,
+  maxCommand = 80
+): string {
+  const { trans, units } = ctx;
+  const command = shorten((p.cmdline || p.name || '?').trim(), maxCommand);
+  const where = p.terminal
+    ? trans.__('pid %1, %2, terminal %3', p.pid, p.user, p.terminal)
+    : trans.__('pid %1, %2', p.pid, p.user);
+  return trans.__('`%1` — %2: %3', command, where, formatBytes(p.bytes, units));
+}
+
+/** A note when the parts of the bar add up to more than the usage (else null). */
+export function overcountedText(bar: IBar, ctx: ITextContext): string | null {
+  if (bar.overcountedBytes < Math.max(bar.usageBytes * 0.02, 1)) {
+    return null;
+  }
+  return ctx.trans.__(
+    'The parts add up to %1 more than the memory in use: programs that share memory are each counted with it. The bar shows them to scale within the use.',
+    formatBytes(bar.overcountedBytes, ctx.units)
+  );
+}
+
+/** "GPU 0 (NVIDIA A100): 30 GiB of 40 GiB used (75 %)". */
+export function gpuDeviceText(
+  device: IGpuDeviceStatus,
+  ctx: ITextContext
+): string {
+  return ctx.trans.__(
+    'GPU %1 (%2): %3 used',
+    device.index,
+    device.name,
+    usageText(device.used_bytes, device.total_bytes, ctx)
+  );
+}
+
+// ---------------------------------------------------------------------------------------
+// Pressure from outside the kernels, and on a GPU
+// ---------------------------------------------------------------------------------------
+
+/** The notice for memory held outside the kernels (the server names the process). */
+export function pressureNotice(
+  data: IPressure,
+  ctx: ITextContext
+): INoticeView {
+  const { trans, units } = ctx;
+  const headline = trans.__('Memory is short outside your notebooks');
+  let main: string;
+  // The server's words end without a full stop ("…uses 1.6 GiB of the 2 GiB limit").
+  const given = /[.!?…]$/.test(data.message.trim())
+    ? data.message.trim()
+    : `${data.message.trim()}.`;
+  if (data.message && given.length <= MAX_NOTICE_LENGTH) {
+    main = given;
+  } else if (data.culprit) {
+    const size = formatBytes(data.culprit.bytes, units);
+    const limit = formatBytes(data.limit_bytes, units);
+    const where = data.culprit.terminal
+      ? trans.__('pid %1, terminal %2', data.culprit.pid, data.culprit.terminal)
+      : trans.__('pid %1', data.culprit.pid);
+    const sentence = (command: string) =>
+      trans.__(
+        '`%1` (%2) uses %3 of the %4 limit.',
+        command,
+        where,
+        size,
+        limit
+      );
+    const room =
+      MAX_NOTICE_LENGTH - sentence('').length - (headline.length + 1);
+    const command = (data.culprit.cmdline || data.culprit.name || '?').trim();
+    main = sentence(shorten(command, Math.max(16, room)));
+  } else {
+    main = trans.__(
+      'This server uses %1 of %2.',
+      formatBytes(data.usage_bytes, units),
+      formatBytes(data.limit_bytes, units)
+    );
+  }
+  let message = `${headline}\n${main}`;
+  if (message.length > MAX_NOTICE_LENGTH) {
+    message = main.length <= MAX_NOTICE_LENGTH ? main : compose([headline], []);
+  }
+  const spared = trans.__('memguard stops no kernel for it.');
+  if (message.length + spared.length + 1 <= MAX_NOTICE_LENGTH) {
+    message = `${message} ${spared}`;
+  }
+  return {
+    message,
+    type: 'warning',
+    autoClose: false,
+    actions: ['panel'],
+    persist: false
+  };
+}
+
+/** The same notice once the budget is back under its warning line. */
+export function pressureReliefNotice(
+  budget: Pick<IBudget, 'usage_bytes' | 'limit_bytes'>,
+  ctx: ITextContext
+): INoticeView {
+  return {
+    message: ctx.trans.__(
+      'Memory is no longer short: this server uses %1 of %2.',
+      formatBytes(budget.usage_bytes, ctx.units),
+      formatBytes(budget.limit_bytes, ctx.units)
+    ),
+    type: 'info',
+    autoClose: 8000,
+    actions: [],
+    persist: false
+  };
+}
+
+/** The holders a user may stop to free the GPU: idle, and not culled already. */
+export function stoppableHolders(data: Pick<IGpuPressure, 'holders'>) {
+  return (data.holders ?? []).filter(h => h.idle && !h.culled);
+}
+
+function holderName(h: Pick<IGpuHolder, 'path' | 'kernel_id'>): string {
+  return basename(h.path) ?? h.kernel_id.slice(0, 8);
+}
+
+/** "a.ipynb (3 GiB, idle), b.ipynb (2 GiB, running)", the first `max` and "and 2 more". */
+export function holderList(
+  holders: ReadonlyArray<IGpuHolder>,
+  ctx: ITextContext,
+  max = holders.length
+): string {
+  const { trans, units } = ctx;
+  const items = holders
+    .slice(0, Math.max(1, max))
+    .map(h =>
+      trans.__(
+        '%1 (%2, %3)',
+        holderName(h),
+        formatBytes(h.bytes, units),
+        h.culled
+          ? trans.__('shut down')
+          : h.idle
+            ? trans.__('idle')
+            : trans.__('running')
+      )
+    );
+  const more = holders.length - items.length;
+  return more > 0
+    ? trans.__('%1 and %2 more', items.join(', '), more)
+    : items.join(', ');
+}
+
+/**
+ * The notice for a cell that ran out of GPU memory while other notebooks hold that GPU,
+ * naming them; with "Stop idle notebooks…" where the user may stop the idle ones.
+ */
+export function gpuPressureNotice(
+  data: IGpuPressure,
+  ctx: ITextContext & { canStop: boolean }
+): INoticeView {
+  const { trans } = ctx;
+  const sorted = [...(data.holders ?? [])].sort((a, b) => b.bytes - a.bytes);
+  const culled = sorted.filter(h => h.culled);
+  const stoppable = stoppableHolders(data);
+  const headlines = named(
+    data.path,
+    n => trans.__('GPU %1 is full: a cell of %2 failed', data.device, n),
+    trans.__('GPU %1 is full: a cell failed', data.device)
+  );
+  const bodies: string[][] = [];
+  for (let max = sorted.length; max >= 1; max--) {
+    if (culled.length) {
+      bodies.push([
+        trans.__(
+          'memguard shut down %1 to make room.',
+          holderList(culled, ctx, max)
+        ),
+        trans.__('Run the cell again.')
+      ]);
+    } else {
+      bodies.push([
+        trans.__('Other notebooks hold it: %1.', holderList(sorted, ctx, max)),
+        ctx.canStop && stoppable.length
+          ? trans.__('Stop the idle ones to free it.')
+          : trans.__('Ask their owners to free it.')
+      ]);
+    }
+  }
+  let message = '';
+  for (const body of bodies) {
+    for (const headline of headlines) {
+      const text = `${headline}\n${body.join(' ')}`;
+      if (!message && text.length <= MAX_NOTICE_LENGTH) {
+        message = text;
+      }
+    }
+  }
+  if (!message) {
+    message = compose(
+      headlines,
+      sentences(data.message || trans.__('Other notebooks hold its memory.'))
+    );
+  }
+  return {
+    message,
+    type: 'warning',
+    autoClose: false,
+    actions:
+      ctx.canStop && stoppable.length && !culled.length
+        ? ['stopIdle', 'panel']
+        : ['panel'],
+    persist: false
+  };
+}
+
+/** The question before idle notebooks are stopped to free a GPU. */
+export function gpuStopConfirmation(
+  holders: ReadonlyArray<IGpuHolder>,
+  ctx: ITextContext
+): { title: string; body: string; button: string } {
+  const { trans, units } = ctx;
+  const n = holders.length;
+  const total = holders.reduce((sum, h) => sum + h.bytes, 0);
+  return {
+    title: trans._n('Stop %1 idle notebook?', 'Stop %1 idle notebooks?', n),
+    body: trans._n(
+      'The kernel of %2 will be shut down to free %3 of GPU memory. All its variables are lost; the notebook itself is kept, and its owner can run it again later.',
+      'The kernels of %2 will be shut down to free %3 of GPU memory. All their variables are lost; the notebooks themselves are kept, and their owners can run them again later.',
+      n,
+      holders.map(holderName).join(', '),
+      formatBytes(total, units)
+    ),
+    button: trans._n('Stop the kernel', 'Stop the kernels', n)
+  };
+}
+
+/** After the idle notebooks were stopped (or some could not be). */
+export function gpuStoppedNotice(
+  stopped: ReadonlyArray<IGpuHolder>,
+  failed: ReadonlyArray<IGpuHolder>,
+  ctx: ITextContext
+): INoticeView {
+  const { trans } = ctx;
+  const parts: string[] = [];
+  if (stopped.length) {
+    parts.push(
+      trans._n(
+        'Stopped %2: its GPU memory is being freed.',
+        'Stopped %2: their GPU memory is being freed.',
+        stopped.length,
+        stopped.map(holderName).join(', ')
+      )
+    );
+  }
+  if (failed.length) {
+    parts.push(
+      trans.__('Could not stop %1.', failed.map(holderName).join(', '))
+    );
+  }
+  parts.push(trans.__('Run your cell again.'));
+  return {
+    message: compose([trans.__('GPU memory')], parts),
+    type: failed.length ? 'warning' : 'success',
+    autoClose: 10000,
+    actions: [],
+    persist: false
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+// Cells: badges and the timeline
+// ---------------------------------------------------------------------------------------
+
+/** How a cell ended, in words. */
+export function cellStatusText(cell: ICellRecord, trans: ITrans): string {
+  switch (cell.status) {
+    case 'running':
+      return trans.__('Still running');
+    case 'ok':
+      return trans.__('Finished');
+    case 'error':
+      return cell.ename
+        ? trans.__('Failed with %1', cell.ename)
+        : trans.__('Failed with an error');
+    case 'interrupted':
+      return trans.__('Interrupted');
+    case 'kernel_died':
+      return trans.__('The kernel ended while it ran');
+    default:
+      return String(cell.status);
+  }
+}
+
+/** The text of a cell's badge: "+3.6 GiB · peak 4.1 GiB" ("≈" for a cell run back-to-back). */
+export function badgeText(cell: ICellRecord, ctx: ITextContext): string {
+  const { trans, units } = ctx;
+  const approx = cell.overlapped ? '≈' : '';
+  const peak = cell.peak_bytes ?? null;
+  const delta = cell.delta_bytes ?? null;
+  if (delta === null && peak === null) {
+    return '';
+  }
+  if (delta === null) {
+    return trans.__('%1peak %2', approx, formatBytes(peak, units));
+  }
+  if (peak === null) {
+    return `${approx}${formatSignedBytes(delta, units)}`;
+  }
+  return trans.__(
+    '%1%2 · peak %3',
+    approx,
+    formatSignedBytes(delta, units),
+    formatBytes(peak, units)
+  );
+}
+
+/** The hover text of a badge: the figures in a sentence, and what a click does. */
+export function badgeTitle(cell: ICellRecord, ctx: ITextContext): string {
+  const { trans, units } = ctx;
+  const parts = [
+    trans.__(
+      'Cell %1 changed its kernel’s memory by %2 (%3 → %4); it peaked at %5 and took %6.',
+      cellLabel(cell),
+      formatSignedBytes(cell.delta_bytes, units),
+      formatBytes(cell.memory_before_bytes, units),
+      formatBytes(cell.memory_after_bytes, units),
+      formatBytes(cell.peak_bytes, units),
+      formatSeconds(cell.duration_s)
+    )
+  ];
+  if (cell.overlapped) {
+    parts.push(
+      trans.__(
+        'It ran right behind another cell, so part of that cell’s memory may be counted here.'
+      )
+    );
+  }
+  parts.push(trans.__('Click for the memory timeline.'));
+  return parts.join(' ');
+}
+
+/** A cell's figures for the timeline: [label, value] pairs. */
+export function cellFigures(
+  cell: ICellRecord,
+  ctx: ITextContext
+): [string, string][] {
+  const { trans, units } = ctx;
+  const lines: [string, string][] = [
+    [trans.__('Before'), formatBytes(cell.memory_before_bytes, units)],
+    [
+      trans.__('Change'),
+      cell.status === 'running'
+        ? trans.__('still running')
+        : formatSignedBytes(cell.delta_bytes, units)
+    ],
+    [trans.__('Peak'), formatBytes(cell.peak_bytes, units)],
+    [
+      trans.__('Took'),
+      cell.status === 'running'
+        ? trans.__('still running')
+        : formatSeconds(cell.duration_s)
+    ],
+    [trans.__('Status'), cellStatusText(cell, trans)]
+  ];
+  if (cell.overlapped) {
+    lines.push([
+      trans.__('Note'),
+      trans.__(
+        'It ran right behind another cell: the figures may include part of that cell.'
+      )
+    ]);
+  }
+  return lines;
+}
+
+/** The timeline's key to its lines: "Limit 600 MiB · warns at 480 MiB · stops at 540 MiB". */
+export function timelineLinesText(
+  lines: ReadonlyArray<{ kind: string; bytes: number }>,
+  ctx: ITextContext
+): string {
+  const { trans, units } = ctx;
+  return lines
+    .map(line => {
+      const size = formatBytes(line.bytes, units);
+      switch (line.kind) {
+        case 'limit':
+          return trans.__('limit %1', size);
+        case 'warn':
+          return trans.__('memguard warns at %1', size);
+        case 'halt':
+        default:
+          return trans.__('stops the kernel at %1', size);
+      }
+    })
+    .join(' · ');
 }

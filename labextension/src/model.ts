@@ -9,8 +9,14 @@ import { VDomModel } from '@jupyterlab/ui-components';
 import { Poll } from '@lumino/polling';
 import { ISignal, Signal } from '@lumino/signaling';
 
-import { getKernel, getKernels, getStatus, getTerminations } from './api';
-import { pollInterval, resolveUnits } from './format';
+import {
+  getCells,
+  getKernel,
+  getKernels,
+  getStatus,
+  getTerminations
+} from './api';
+import { pollInterval, resolveUnits, usedBytes } from './format';
 import {
   IIncident,
   IMemoryEventData,
@@ -26,26 +32,25 @@ import {
 import {
   eventKind,
   IBudget,
+  ICellRecord,
+  IGpuPressure,
   IKernelInfo,
+  IOtherProcess,
+  IPressure,
   IStatus,
   ITermination,
   Units,
   UnitsSetting
 } from './types';
 
-/** A memory_pressure event: the budget is short because of processes outside the kernels. */
-export interface IPressure {
-  usage_bytes: number;
-  limit_bytes: number;
-  /** The server's plain words, naming the process that holds the memory. */
-  message: string;
-}
-
 /** Samples kept per kernel for charts. */
 const HISTORY_LENGTH = 240;
 
 /** How often the status (settings in force, can_halt) is fetched again, in ms. */
 const STATUS_EVERY = 30000;
+
+/** …and while a view shows who holds the memory (the server scans every few seconds). */
+const STATUS_WATCHED_EVERY = 4000;
 
 export class MemoryModel extends VDomModel {
   constructor(
@@ -73,12 +78,14 @@ export class MemoryModel extends VDomModel {
   /** The server's kernels, by id (from the last poll). */
   kernels = new Map<string, IKernelInfo>();
   budget: IBudget | null = null;
+  /** When (client ms) the budget was last fetched. */
+  budgetAt = 0;
   status: IStatus | null = null;
   /** The journal's most recent terminations, newest first. */
   terminations: ITermination[] = [];
   /** Why the server extension cannot be reached, or null when it can. */
   error: string | null = null;
-  /** Recent [time, rss] per kernel, for charts. */
+  /** Recent [time, bytes] per kernel (pages counted once where measured), for charts. */
   history = new Map<string, [number, number][]>();
 
   /** An incident was added or changed (its phase, figures, save state). */
@@ -89,6 +96,16 @@ export class MemoryModel extends VDomModel {
   /** The server's memory is short because of processes outside the kernels. */
   get pressure(): ISignal<this, IPressure> {
     return this._pressure;
+  }
+
+  /** A cell ran out of GPU memory while other kernels hold that GPU. */
+  get gpuPressure(): ISignal<this, IGpuPressure> {
+    return this._gpuPressure;
+  }
+
+  /** A kernel's cell records were fetched again (the kernel id). */
+  get cellsChanged(): ISignal<this, string> {
+    return this._cellsChanged;
   }
 
   /** Resolves after the first poll (successful or not). */
@@ -130,6 +147,41 @@ export class MemoryModel extends VDomModel {
       warn: this.status?.settings?.warn_fraction ?? 0.8,
       halt: this.status?.settings?.halt_fraction ?? 0.9
     };
+  }
+
+  /**
+   * Keep the status (who holds the memory, the GPUs) fresh while a view shows it: call the
+   * returned function when it no longer does.
+   */
+  watchStatus(): () => void {
+    this._statusWatchers += 1;
+    if (Date.now() - this._statusAt > STATUS_WATCHED_EVERY) {
+      void this.refreshStatus();
+    }
+    let done = false;
+    return () => {
+      if (!done) {
+        done = true;
+        this._statusWatchers -= 1;
+      }
+    };
+  }
+
+  /** The last cell records fetched for a kernel (newest first), or null. */
+  cells(kernelId: string): ICellRecord[] | null {
+    return this._cells.get(kernelId) ?? null;
+  }
+
+  /** Fetch a kernel's cell records (newest first); null when the kernel is gone. */
+  async fetchCells(kernelId: string): Promise<ICellRecord[] | null> {
+    try {
+      const { cells } = await getCells(kernelId);
+      this._cells.set(kernelId, cells);
+      this._cellsChanged.emit(kernelId);
+      return cells;
+    } catch {
+      return null;
+    }
   }
 
   kernel(kernelId: string | null | undefined): IKernelInfo | null {
@@ -223,7 +275,13 @@ export class MemoryModel extends VDomModel {
   async fetchHistory(kernelId: string): Promise<[number, number][]> {
     try {
       const info = await getKernel(kernelId);
-      if (info.history && info.history.length) {
+      // The server's samples are RSS sums: kept where they are the kernel's figure (a
+      // kernel measured as PSS keeps the figures collected here).
+      if (
+        info.history &&
+        info.history.length &&
+        info.memory?.method !== 'pss'
+      ) {
         this.history.set(kernelId, info.history.slice(-HISTORY_LENGTH));
         this.stateChanged.emit();
       }
@@ -255,8 +313,27 @@ export class MemoryModel extends VDomModel {
         this._pressure.emit({
           usage_bytes: Number(data.usage_bytes ?? 0),
           limit_bytes: Number(data.limit_bytes ?? 0),
-          message: String(data.message ?? '')
+          message: String(data.message ?? ''),
+          culprit: (data.culprit as IOtherProcess | null) ?? null
         });
+        // The Memory panel shows who holds the memory: fetch it now.
+        void this.refreshStatus();
+        break;
+      case 'gpu_pressure':
+        this._gpuPressure.emit({
+          kernel_id: String(data.kernel_id ?? ''),
+          path: data.path ?? null,
+          message: String(data.message ?? ''),
+          device: Number(data.device ?? 0),
+          device_name: String(data.device_name ?? ''),
+          requested_bytes:
+            typeof data.requested_bytes === 'number'
+              ? data.requested_bytes
+              : null,
+          free_bytes: Number(data.free_bytes ?? 0),
+          holders: Array.isArray(data.holders) ? data.holders : []
+        });
+        void this.refreshStatus();
         break;
       case 'kernel_halted': {
         const next = onHaltStep(current, data, now);
@@ -426,8 +503,9 @@ export class MemoryModel extends VDomModel {
   }
 
   private async _fetch(): Promise<void> {
-    const statusDue =
-      !this.status || Date.now() - this._statusAt > STATUS_EVERY;
+    const every =
+      this._statusWatchers > 0 ? STATUS_WATCHED_EVERY : STATUS_EVERY;
+    const statusDue = !this.status || Date.now() - this._statusAt > every;
     try {
       const [data, status] = await Promise.all([
         getKernels(),
@@ -438,13 +516,14 @@ export class MemoryModel extends VDomModel {
         this._statusAt = Date.now();
       }
       this.budget = data.budget;
+      this.budgetAt = Date.now();
       this.kernels = new Map(data.kernels.map(k => [k.id, k]));
       for (const kernel of data.kernels) {
         if (kernel.memory) {
           const series = this.history.get(kernel.id) ?? [];
           const last = series[series.length - 1];
           if (!last || kernel.memory.sampled_at > last[0]) {
-            series.push([kernel.memory.sampled_at, kernel.memory.rss_bytes]);
+            series.push([kernel.memory.sampled_at, usedBytes(kernel.memory)]);
           }
           this.history.set(kernel.id, series.slice(-HISTORY_LENGTH));
         }
@@ -452,6 +531,11 @@ export class MemoryModel extends VDomModel {
       for (const id of [...this.history.keys()]) {
         if (!this.kernels.has(id)) {
           this.history.delete(id);
+        }
+      }
+      for (const id of [...this._cells.keys()]) {
+        if (!this.kernels.has(id)) {
+          this._cells.delete(id);
         }
       }
       this.error = null;
@@ -502,6 +586,10 @@ export class MemoryModel extends VDomModel {
   private _asked = new Set<string>();
   private _incidentChanged = new Signal<this, IIncident>(this);
   private _pressure = new Signal<this, IPressure>(this);
+  private _gpuPressure = new Signal<this, IGpuPressure>(this);
+  private _cellsChanged = new Signal<this, string>(this);
+  private _cells = new Map<string, ICellRecord[]>();
+  private _statusWatchers = 0;
   private _resolveReady: () => void = () => undefined;
   private _ready = new Promise<void>(resolve => {
     this._resolveReady = resolve;

@@ -8,24 +8,37 @@
  * the dialog is closed and memguard's notice (with the reason) is the one message; if not,
  * JupyterLab's dialog is shown as it is.
  */
-import { Dialog, ISessionContext, Notification } from '@jupyterlab/apputils';
+import {
+  Dialog,
+  ISessionContext,
+  Notification,
+  showDialog
+} from '@jupyterlab/apputils';
 import { PageConfig } from '@jupyterlab/coreutils';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { CommandRegistry } from '@lumino/commands';
 
-import { interruptKernel } from './api';
+import { haltKernel, interruptKernel } from './api';
 import { notebooksOf, saveNotebooks } from './cells';
 import { IIncident, terminationKey } from './incidents';
 import {
+  gpuPressureNotice,
+  gpuStopConfirmation,
+  gpuStoppedNotice,
   INoticeView,
   ITrans,
   NoticeAction,
   noticeFor,
-  pressureNotice
+  pressureNotice,
+  pressureReliefNotice,
+  stoppableHolders
 } from './messages';
 import { MemoryModel } from './model';
 import { CommandIDs } from './tokens';
-import { ITermination } from './types';
+import { IGpuHolder, IGpuPressure, IPressure, ITermination } from './types';
+
+/** A GPU notice covers the GPU out-of-memory note of the same kernel this long (ms). */
+const GPU_NOTE_COVERED_MS = 60000;
 
 /** How long JupyterLab's death dialog is held while memguard is asked why. */
 const HOLD_MS = 6000;
@@ -119,26 +132,9 @@ export class Notices {
       `jupyter-memguard:notices:${PageConfig.getBaseUrl()}`
     );
     this.model.incidentChanged.connect((_, incident) => this._render(incident));
-    this.model.pressure.connect((_, data) => {
-      const view = pressureNotice(data, {
-        trans: this.trans,
-        units: this.model.units
-      });
-      const options = {
-        autoClose: view.autoClose,
-        actions: this._actions(null, view)
-      };
-      if (this._pressureId && Notification.manager.has(this._pressureId)) {
-        Notification.update({
-          id: this._pressureId,
-          message: view.message,
-          type: view.type,
-          ...options
-        });
-      } else {
-        this._pressureId = Notification.emit(view.message, view.type, options);
-      }
-    });
+    this.model.pressure.connect((_, data) => this._onPressure(data));
+    this.model.gpuPressure.connect((_, data) => this._onGpuPressure(data));
+    this.model.stateChanged.connect(() => this._checkRelief());
     Notification.manager.changed.connect((_, change) => {
       if (change.type === 'removed') {
         this._onRemoved(change.notification.id);
@@ -158,6 +154,9 @@ export class Notices {
   }
 
   private _render(incident: IIncident): void {
+    if (this._coveredByGpu(incident)) {
+      return;
+    }
     const view = noticeFor(incident, {
       trans: this.trans,
       units: this.model.units,
@@ -223,7 +222,8 @@ export class Notices {
 
   private _actions(
     incident: IIncident | null,
-    view: INoticeView
+    view: INoticeView,
+    extra: Partial<Record<NoticeAction, Notification.IAction>> = {}
   ): Notification.IAction[] {
     const trans = this.trans;
     const keep = (event: Event, work: () => unknown): void => {
@@ -233,6 +233,9 @@ export class Notices {
         .catch(error => console.warn('memguard:', error));
     };
     const make = (kind: NoticeAction): Notification.IAction | null => {
+      if (extra[kind]) {
+        return extra[kind] ?? null;
+      }
       if (!incident && kind !== 'panel' && kind !== 'dismiss') {
         return null;
       }
@@ -267,15 +270,17 @@ export class Notices {
         case 'details':
           return {
             label: trans.__('Details'),
-            caption: trans.__('What memguard found, in the Memory panel'),
+            caption: trans.__(
+              'What memguard found: the evidence and the memory timeline with its cells'
+            ),
             displayType: 'link',
             callback: event =>
               keep(event, () =>
-                this.commands.execute(CommandIDs.openPanel, {
-                  terminationKey: it.termination
-                    ? terminationKey(it.termination)
-                    : null
-                })
+                it.termination
+                  ? this.commands.execute(CommandIDs.openDetails, {
+                      terminationKey: terminationKey(it.termination)
+                    })
+                  : this.commands.execute(CommandIDs.openPanel)
               )
           };
         case 'restart':
@@ -287,6 +292,8 @@ export class Notices {
             displayType: 'accent',
             callback: event => keep(event, () => this._restart(it))
           };
+        case 'stopIdle':
+          return null;
         case 'dismiss':
         default:
           return {
@@ -332,7 +339,198 @@ export class Notices {
     await this.model.refresh();
   }
 
+  /** One notice for memory short outside the kernels, updated by each new event. */
+  private _onPressure(data: IPressure): void {
+    const view = pressureNotice(data, {
+      trans: this.trans,
+      units: this.model.units
+    });
+    this._pressureShown = true;
+    this._pressureAt = Date.now();
+    this._show(this._pressureId, view, this._actions(null, view), id => {
+      this._pressureId = id;
+    });
+  }
+
+  /** The budget is back under its warning line: the pressure notice says so, then closes. */
+  private _checkRelief(): void {
+    const budget = this.model.budget;
+    if (
+      !this._pressureShown ||
+      !budget ||
+      this.model.budgetAt <= this._pressureAt ||
+      !this._pressureId ||
+      !Notification.manager.has(this._pressureId)
+    ) {
+      return;
+    }
+    if (budget.usage_bytes < budget.limit_bytes * this.model.fractions.warn) {
+      this._pressureShown = false;
+      const view = pressureReliefNotice(budget, {
+        trans: this.trans,
+        units: this.model.units
+      });
+      this._show(this._pressureId, view, [], id => {
+        this._pressureId = id;
+      });
+    }
+  }
+
+  /** Emit a notice, or update the one with `id` while it is shown. */
+  private _show(
+    id: string | null,
+    view: INoticeView,
+    actions: Notification.IAction[],
+    shown: (id: string) => void
+  ): void {
+    if (id && Notification.manager.has(id)) {
+      Notification.update({
+        id,
+        message: view.message,
+        type: view.type,
+        autoClose: view.autoClose,
+        actions
+      });
+      shown(id);
+    } else {
+      shown(
+        Notification.emit(view.message, view.type, {
+          autoClose: view.autoClose,
+          actions
+        })
+      );
+    }
+  }
+
+  /**
+   * A cell ran out of GPU memory while other kernels hold that GPU: tell the user of that
+   * kernel's notebook (only a page where it is open), naming the holders; one notice per
+   * kernel, which also takes the place of the plain "ran out of GPU memory" note.
+   */
+  private _onGpuPressure(data: IGpuPressure): void {
+    if (!notebooksOf(this.tracker, data.kernel_id).length) {
+      return;
+    }
+    const ctx = { trans: this.trans, units: this.model.units };
+    const view = gpuPressureNotice(data, {
+      ...ctx,
+      canStop: !!this.model.status?.can_halt
+    });
+    // The GPU out-of-memory note of the same failure, if it is already shown.
+    let id = this._gpuIds.get(data.kernel_id)?.id ?? null;
+    for (const [key, noteId] of this._ids) {
+      const incident = this.model.incident(key);
+      if (
+        incident?.kernelId === data.kernel_id &&
+        incident.phase === 'note' &&
+        incident.termination?.verdict === 'gpu_out_of_memory' &&
+        Notification.manager.has(noteId)
+      ) {
+        id = noteId;
+        this._covered.add(key);
+      }
+    }
+    const actions = this._actions(null, view, {
+      stopIdle: this._stopIdleAction(data)
+    });
+    this._show(id, view, actions, shown => {
+      this._gpuIds.set(data.kernel_id, { id: shown, at: Date.now() });
+    });
+  }
+
+  private _stopIdleAction(data: IGpuPressure): Notification.IAction {
+    const trans = this.trans;
+    return {
+      label: trans.__('Stop idle notebooks…'),
+      caption: trans.__(
+        'Shut down the idle notebooks holding this GPU (asks first); their variables are lost'
+      ),
+      displayType: 'warn',
+      callback: event => {
+        event.preventDefault();
+        void this._stopIdle(data).catch(error =>
+          console.warn('memguard:', error)
+        );
+      }
+    };
+  }
+
+  private async _stopIdle(data: IGpuPressure): Promise<void> {
+    const ctx = { trans: this.trans, units: this.model.units };
+    // Only those still running and still idle now.
+    const holders = stoppableHolders(data).filter(h => {
+      const kernel = this.model.kernel(h.kernel_id);
+      return !kernel || kernel.execution_state !== 'busy';
+    });
+    if (!holders.length) {
+      return;
+    }
+    const text = gpuStopConfirmation(holders, ctx);
+    const result = await showDialog({
+      title: text.title,
+      body: text.body,
+      buttons: [
+        Dialog.cancelButton({ label: this.trans.__('Cancel') }),
+        Dialog.warnButton({ label: text.button })
+      ]
+    });
+    if (!result.button.accept) {
+      return;
+    }
+    const stopped: IGpuHolder[] = [];
+    const failed: IGpuHolder[] = [];
+    await Promise.all(
+      holders.map(h =>
+        haltKernel(
+          h.kernel_id,
+          'stopped to free GPU memory for another notebook'
+        ).then(
+          () => stopped.push(h),
+          () => failed.push(h)
+        )
+      )
+    );
+    const view = gpuStoppedNotice(stopped, failed, ctx);
+    this._show(this._gpuIds.get(data.kernel_id)?.id ?? null, view, [], id => {
+      this._gpuIds.set(data.kernel_id, { id, at: Date.now() });
+    });
+    void this.model.refresh();
+    void this.model.refreshStatus();
+  }
+
+  /** A GPU out-of-memory note whose failure a GPU notice already tells about. */
+  private _coveredByGpu(incident: IIncident): boolean {
+    if (this._covered.has(incident.key)) {
+      return true;
+    }
+    if (
+      incident.phase !== 'note' ||
+      incident.termination?.verdict !== 'gpu_out_of_memory'
+    ) {
+      return false;
+    }
+    const gpu = this._gpuIds.get(incident.kernelId);
+    if (
+      gpu &&
+      Date.now() - gpu.at < GPU_NOTE_COVERED_MS &&
+      Notification.manager.has(gpu.id)
+    ) {
+      this._covered.add(incident.key);
+      return true;
+    }
+    return false;
+  }
+
   private _onRemoved(id: string): void {
+    if (id === this._pressureId) {
+      this._pressureId = null;
+      this._pressureShown = false;
+    }
+    for (const [kernelId, gpu] of this._gpuIds) {
+      if (gpu.id === id) {
+        this._gpuIds.delete(kernelId);
+      }
+    }
     const key = this._keys.get(id);
     if (!key) {
       return;
@@ -480,4 +678,8 @@ export class Notices {
   private _keys = new Map<string, string>();
   private _shown = new Map<string, INoticeView>();
   private _pressureId: string | null = null;
+  private _pressureShown = false;
+  private _pressureAt = 0;
+  private _gpuIds = new Map<string, { id: string; at: number }>();
+  private _covered = new Set<string>();
 }

@@ -14,12 +14,14 @@ import {
   formatBytes,
   formatGpu,
   formatRate,
-  meaningfulGrowth
+  meaningfulGrowth,
+  usedBytes
 } from './format';
 import {
   ITrans,
   limitSourceText,
   linesText,
+  memoryMethodText,
   statusText,
   terminationHeadline,
   terminationSummary,
@@ -120,7 +122,11 @@ export class StatusModel extends VDomModel {
       return {
         ...empty,
         kind: 'memory',
-        text: statusText(info.memory.rss_bytes, info.limit_bytes, memory.units),
+        text: statusText(
+          usedBytes(info.memory),
+          info.limit_bytes,
+          memory.units
+        ),
         level: info.level,
         kernel: info,
         path
@@ -347,6 +353,7 @@ export class MemoryTooltip extends VDomRenderer<StatusModel> {
     const history = memory.history.get(kernel.id) ?? [];
     const growth = meaningfulGrowth(history, Date.now() / 1000);
     const gpu = formatGpu(kernel.gpu, units);
+    const method = memoryMethodText(m, ctx);
     const facts = [
       trans.__('Peak %1', formatBytes(m.peak_bytes, units)),
       trans._n('%1 child process', '%1 child processes', m.children.length)
@@ -360,9 +367,10 @@ export class MemoryTooltip extends VDomRenderer<StatusModel> {
         <div className="jp-memguard-tooltip-lead">
           {trans.__(
             'The kernel uses %1',
-            usageText(m.rss_bytes, kernel.limit_bytes, ctx)
+            usageText(usedBytes(m), kernel.limit_bytes, ctx)
           )}
         </div>
+        {method ? <p className="jp-memguard-tooltip-method">{method}</p> : null}
         <p>{linesText(kernel, memory.status?.settings, ctx)}</p>
         <p>
           {trans.__(

@@ -12,5 +12,11 @@ export const IMemGuardModel = new Token<MemoryModel>(
 
 export const CommandIDs = {
   /** Open the Memory panel; args: {terminationKey?: string} to show one termination. */
-  openPanel: 'memguard:open-panel'
+  openPanel: 'memguard:open-panel',
+  /**
+   * Open a Details view with the memory timeline. Args: {kernelId: string} for a running
+   * kernel (with {msgId?, executionCount?} to show one cell), or {terminationKey: string}
+   * for a kernel stop.
+   */
+  openDetails: 'memguard:open-details'
 } as const;

@@ -6,12 +6,15 @@ import {
   formatGpu,
   formatPercent,
   formatRate,
+  formatSeconds,
+  formatSignedBytes,
   formatUsage,
   levelOf,
   meaningfulGrowth,
   pollInterval,
   resolveUnits,
-  sparklinePoints
+  sparklinePoints,
+  usedBytes
 } from '../format';
 import { eventKind } from '../types';
 
@@ -266,5 +269,38 @@ describe('formatGpu', () => {
       'GPU 0 (H100): 2 / 80 GiB',
       'GPU 1 (H100): 4 / 80 GiB'
     ]);
+  });
+});
+
+describe('cell figures', () => {
+  it('signs a change with a real minus', () => {
+    expect(formatSignedBytes(150 * MiB)).toBe('+150 MiB');
+    expect(formatSignedBytes(-1.2 * GiB)).toBe('\u22121.2 GiB');
+    expect(formatSignedBytes(0)).toBe('±0 B');
+    expect(formatSignedBytes(null)).toBe('n/a');
+  });
+  it('gives short durations with their precision', () => {
+    expect(formatSeconds(0.0945)).toBe('0.09 s');
+    expect(formatSeconds(0.001)).toBe('< 0.01 s');
+    expect(formatSeconds(4)).toBe('4.0 s');
+    expect(formatSeconds(42)).toBe('42 s');
+    expect(formatSeconds(300)).toBe('5 min');
+    expect(formatSeconds(null)).toBe('n/a');
+  });
+  it('takes the figure with pages counted once, else the RSS of an older server', () => {
+    const base = {
+      rss_bytes: 2 * GiB,
+      peak_bytes: 2 * GiB,
+      growth_bytes_per_s: 0,
+      children: [],
+      pss_bytes: null,
+      uss_bytes: null,
+      sampled_at: 0
+    };
+    expect(usedBytes({ ...base, used_bytes: 420 * MiB, method: 'pss' })).toBe(
+      420 * MiB
+    );
+    expect(usedBytes(base)).toBe(2 * GiB);
+    expect(usedBytes(null)).toBe(0);
   });
 });
