@@ -63,17 +63,20 @@ class ProcessTreeMemory:
     source: str = "proc"  # "proc": read from /proc here; "usage_request": the kernel said so
     exact_bytes: int | None = None  # each page counted once (PSS summed over the tree)
     exact_at: float | None = None  # when the exact figure was read (it may be a few s old)
+    exact_method: str = "pss"  # "pss" (summed over the tree) or "cgroup" (the kernel's own)
+    root_rss_bytes: int = 0  # the kernel process's own RSS
 
     @property
     def decision_bytes(self) -> int:
         """The kernel's memory with each page counted once, as well as it is known.
 
-        One process: its RSS. Several: the tree's PSS where measured (forked workers share
-        their parent's pages copy-on-write, and summed RSS would count them once per process),
-        else the RSS sum, an upper bound.
+        One process: its RSS. Several: the exact figure where measured (PSS over the tree, or
+        the kernel's own memory cgroup: forked workers share their parent's pages copy-on-write,
+        and summed RSS would count them once per process), never less than the kernel process's
+        own RSS; else the RSS sum, an upper bound.
         """
         if self.exact_bytes is not None:
-            return min(self.exact_bytes, self.rss_bytes)
+            return min(self.rss_bytes, max(self.exact_bytes, self.root_rss_bytes))
         return self.rss_bytes
 
     @property
@@ -81,7 +84,7 @@ class ProcessTreeMemory:
         """How ``decision_bytes`` was measured: 'rss', 'pss' or 'usage_request'."""
         if self.source == "usage_request":
             return "usage_request"
-        return "pss" if self.exact_bytes is not None else "rss"
+        return self.exact_method if self.exact_bytes is not None else "rss"
 
     @property
     def children(self) -> tuple[int, ...]:

@@ -75,6 +75,7 @@ class MemGuardSettings:
     detect_gpu_oom: bool = True
     display_units: Units = "binary"
     gpu_relief: str = "notify"  # off | notify | cull
+    kernel_cgroups: bool = True
     spawner_mem_limit_bytes: int | None = None  # MEM_LIMIT, set by JupyterHub spawners
     spawner_mem_limit_problem: str | None = None  # why a MEM_LIMIT given was not used
 
@@ -204,6 +205,7 @@ def resolve_settings(
         detect_gpu_oom=bool(raw.get("detect_gpu_oom", True)),
         display_units=_choice("display_units", raw.get("display_units", "binary"), UNIT_CHOICES),
         gpu_relief=_choice("gpu_relief", raw.get("gpu_relief", "notify"), GPU_RELIEF_CHOICES),
+        kernel_cgroups=bool(raw.get("kernel_cgroups", True)),
         spawner_mem_limit_bytes=hub_limit,
         spawner_mem_limit_problem=hub_problem,
     )

@@ -50,12 +50,18 @@ class MemoryCgroup:
         return [int(p) for p in (self.path / "cgroup.procs").read_text().split()]
 
     def oom_kills(self) -> int:
+        """OOM kills in this cgroup and below it: v2's memory.events is hierarchical; v1 counts
+        a kill in the victim's own cgroup (memguard puts each kernel in one of its own)."""
         name = "memory.events" if self.version == 2 else "memory.oom_control"
+        count = 0
         for line in (self.path / name).read_text().splitlines():
             key, _, value = line.partition(" ")
             if key == "oom_kill":
-                return int(value)
-        return 0
+                count = int(value)
+        if self.version == 1:
+            for child in (p for p in self.path.iterdir() if p.is_dir()):
+                count += MemoryCgroup(child, 1).oom_kills()
+        return count
 
 
 @contextlib.contextmanager
@@ -85,7 +91,11 @@ def memory_cgroup(limit_bytes: int) -> Iterator[MemoryCgroup]:
 
 
 def remove(group: MemoryCgroup) -> None:
-    """SIGKILL what is left in the cgroup, then remove it (nothing to do if it is gone)."""
+    """SIGKILL what is left in the cgroup and in any cgroup below it (memguard puts each kernel
+    in a cgroup of its own under the server's), then remove them all, deepest first."""
+    children = [p for p in group.path.iterdir() if p.is_dir()] if group.path.is_dir() else []
+    for child in children:
+        remove(MemoryCgroup(child, group.version))
     for _ in range(50):
         try:
             pids = group.procs()

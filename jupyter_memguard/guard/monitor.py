@@ -149,6 +149,7 @@ class Monitor:
         log: logging.Logger,
         act: ActionSink | None = None,
         terminals: TerminalRoots | None = None,
+        exact_of: Callable[[str], int | None] | None = None,
     ) -> None:
         self.settings = settings
         self.km = kernel_manager
@@ -156,6 +157,7 @@ class Monitor:
         self.log = log
         self.act = act  # carries out the policy's actions; None = observe only
         self.terminals = terminals or dict
+        self.exact_of = exact_of  # a kernel's own memory cgroup, where it has one
         self.on_tick: list[TickListener] = []
         self.on_kernel_gone: list[GoneListener] = []
         self.gpu = GpuReader()
@@ -325,7 +327,11 @@ class Monitor:
     ) -> ProcessTreeMemory:
         """Add the exact figure (PSS over the tree) where it matters: a tree of several
         processes near its warn line or under budget pressure (every tick), else every few
-        seconds for display. It costs ~10 ms per GiB of summed RSS, so not for every tree."""
+        seconds for display. It costs ~10 ms per GiB of summed RSS, so not for every tree.
+        A kernel in a memory cgroup of its own gives it at once (one file read)."""
+        own = self.exact_of(kid) if self.exact_of is not None else None
+        if own is not None:
+            return replace(tree, exact_bytes=own, exact_at=now, exact_method="cgroup")
         if len(tree.pids) < 2:
             self._exact.pop(kid, None)
             return tree

@@ -163,8 +163,24 @@ def read_cgroup_v1(directory: Path, top: Path) -> CgroupReading | None:
     stat = parse_keyed(_read_text(limit_dir / "memory.stat"))
     inactive = stat.get("total_inactive_file", stat.get("inactive_file", 0))
     working = None if usage is None else max(0, usage - inactive)
-    oom = parse_keyed(_read_text(limit_dir / "memory.oom_control"))
-    return CgroupReading(1, str(limit_dir), limit, usage, working, oom.get("oom_kill"))
+    return CgroupReading(1, str(limit_dir), limit, usage, working, _v1_oom_kills(limit_dir))
+
+
+def _v1_oom_kills(directory: Path) -> int | None:
+    """OOM kills in a v1 memory cgroup and the cgroups below it (memguard's per-kernel ones).
+
+    cgroup v1 counts a kill in the victim's own cgroup, not in the one whose limit was hit.
+    """
+    total = parse_keyed(_read_text(directory / "memory.oom_control")).get("oom_kill")
+    if total is None:
+        return None
+    try:
+        children = [entry.path for entry in os.scandir(directory) if entry.is_dir()]
+    except OSError:
+        children = []
+    for child in children:
+        total += _v1_oom_kills(Path(child)) or 0
+    return total
 
 
 def find_cgroup(root: Path = Path("/")) -> CgroupReading | None:
@@ -266,3 +282,17 @@ def read_memory_stat(cgroup_dir: str) -> dict[str, int]:
 def read_meminfo(root: Path = Path("/")) -> dict[str, int]:
     """/proc/meminfo in bytes; empty when unreadable."""
     return parse_meminfo(_read_text(root / "proc/meminfo") or "")
+
+
+def own_v1_memory_cgroup(root: Path = Path("/")) -> Path | None:
+    """This process's cgroup v1 memory directory, or None (no v1 memory controller)."""
+    mountinfo = _read_text(root / "proc/self/mountinfo") or ""
+    _, v1_path = parse_proc_cgroup(_read_text(root / "proc/self/cgroup") or "")
+    if v1_path is None:
+        return None
+    for mount in parse_mountinfo(mountinfo):
+        if mount.version == 1 and "memory" in mount.controllers:
+            directory = _cgroup_dir(root, mount, v1_path)
+            if (directory / "memory.usage_in_bytes").exists():
+                return directory
+    return None

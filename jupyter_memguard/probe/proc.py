@@ -74,7 +74,7 @@ def sample_tree(
     ``known_rss``: RSS just read by the tree walk (saves a statm read per process);
     ``read_hwm=False`` skips the VmHWM read for a tree that ran no code since the last sample.
     """
-    rss_total = 0
+    rss_total = root_rss = 0
     alive: list[int] = []
     for member in pids:
         rss = known_rss.get(member) if known_rss is not None else None
@@ -83,6 +83,8 @@ def sample_tree(
         if rss:
             rss_total += rss
             alive.append(member)
+            if member == pid:
+                root_rss = rss
     if pid not in alive:
         return None
     hwm = (read_peak(pid, proc) or 0) if read_hwm else 0
@@ -103,6 +105,7 @@ def sample_tree(
         sampled_at=time.time() if now is None else now,
         pss_bytes=pss,
         uss_bytes=uss,
+        root_rss_bytes=root_rss,
     )
 
 

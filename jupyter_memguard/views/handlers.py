@@ -151,6 +151,10 @@ class StatusHandler(MemGuardHandler):
         data["can_halt"] = self.can_halt()
         data["journal"] = app.deaths.status_json()
         data["iopub"] = app.deaths.iopub.status_json()
+        data["kernel_cgroups"] = {
+            "available": app.cgroups_per_kernel.available,
+            "reason": app.cgroups_per_kernel.reason,
+        }
         self.finish(json.dumps(data))
 
 
