@@ -433,7 +433,7 @@ class Monitor:
             return
         tracked.memory, tracked.unavailable_reason, tracked.pids = tree, None, tree.pids
         tracked.gpu = kernel_gpu(tree.pids, reading.gpu)
-        tracked.history.add(tree.sampled_at, tree.rss_bytes)
+        tracked.history.add(tree.sampled_at, tree.decision_bytes)  # what the guard decides on
         tracked.growth_bytes_per_s = tracked.history.growth_rate(
             self.settings.growth_window, tree.sampled_at
         )
