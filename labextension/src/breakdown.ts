@@ -52,6 +52,22 @@ export type KernelColour = (kernelId: string, index: number) => number;
 
 const byIndex: KernelColour = (_, index) => index % KERNEL_COLOURS;
 
+/** A segment of no one in particular (free space, a GPU's other users), in a bar of `total`. */
+function plainSegment(
+  kind: 'free' | 'others',
+  bytes: number,
+  total: number
+): ISegment {
+  return {
+    key: kind,
+    kind,
+    id: null,
+    bytes,
+    fraction: bytes / total,
+    colour: 0
+  };
+}
+
 /** The segments of the budget bar, largest kernels first, free space last. */
 export function breakdownBar(
   breakdown: IBreakdown,
@@ -134,14 +150,7 @@ export function breakdownBar(
   }));
   const free = limitBytes - used;
   if (free > 0) {
-    segments.push({
-      key: 'free',
-      kind: 'free',
-      id: null,
-      bytes: free,
-      fraction: free / limitBytes,
-      colour: 0
-    });
+    segments.push(plainSegment('free', free, limitBytes));
   }
   return {
     segments,
@@ -179,25 +188,11 @@ export function gpuBar(
   });
   const others = used - held * scale;
   if (others > 0) {
-    segments.push({
-      key: 'others',
-      kind: 'others',
-      id: null,
-      bytes: others,
-      fraction: others / total,
-      colour: 0
-    });
+    segments.push(plainSegment('others', others, total));
   }
   const free = total - used;
   if (free > 0) {
-    segments.push({
-      key: 'free',
-      kind: 'free',
-      id: null,
-      bytes: free,
-      fraction: free / total,
-      colour: 0
-    });
+    segments.push(plainSegment('free', free, total));
   }
   return {
     segments,

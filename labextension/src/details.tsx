@@ -227,6 +227,30 @@ function clock(seconds: number, step: number): string {
   return step >= 60 ? hm : `${hm}:${pad(date.getSeconds())}`;
 }
 
+/** The server's advice after a kernel stop, if it gave any. */
+function advice(t: ITermination, trans: ITrans): JSX.Element | null {
+  return t.advice ? (
+    <p className="jp-memguard-advice">{trans.__('Advice: %1', t.advice)}</p>
+  ) : null;
+}
+
+/** Labelled figures (a cell's, a stop's evidence) as a definition list. */
+function definitions(
+  pairs: [string, string][],
+  className?: string
+): JSX.Element {
+  return (
+    <dl className={className}>
+      {pairs.map(([label, value]) => (
+        <React.Fragment key={label}>
+          <dt>{label}</dt>
+          <dd>{value}</dd>
+        </React.Fragment>
+      ))}
+    </dl>
+  );
+}
+
 const PLOT_HEIGHT = 170;
 const HOVER_WIDTH = 300;
 
@@ -292,11 +316,7 @@ export class DetailsView extends VDomRenderer<DetailsModel> {
           <div className="jp-memguard-details-ended">
             <h3>{terminationHeadline(t, trans)}</h3>
             <p>{terminationSummary(t, ctx)}</p>
-            {t.advice ? (
-              <p className="jp-memguard-advice">
-                {trans.__('Advice: %1', t.advice)}
-              </p>
-            ) : null}
+            {advice(t, trans)}
           </div>
         ) : null}
       </div>
@@ -321,11 +341,7 @@ export class DetailsView extends VDomRenderer<DetailsModel> {
         <p className="jp-memguard-details-summary">
           {terminationSummary(t, ctx)}
         </p>
-        {t.advice ? (
-          <p className="jp-memguard-advice">
-            {trans.__('Advice: %1', t.advice)}
-          </p>
-        ) : null}
+        {advice(t, trans)}
       </div>
     );
   }
@@ -507,14 +523,7 @@ export class DetailsView extends VDomRenderer<DetailsModel> {
         <pre className="jp-memguard-cell-code">
           {cell.code || cell.first_line}
         </pre>
-        <dl>
-          {cellFigures(cell, ctx).map(([label, value]) => (
-            <React.Fragment key={label}>
-              <dt>{label}</dt>
-              <dd>{value}</dd>
-            </React.Fragment>
-          ))}
-        </dl>
+        {definitions(cellFigures(cell, ctx))}
       </div>
     );
   }
@@ -607,14 +616,7 @@ export class DetailsView extends VDomRenderer<DetailsModel> {
           </>
         ) : null}
         <h3 className="jp-memguard-section">{trans.__('Evidence')}</h3>
-        <dl className="jp-memguard-evidence">
-          {evidenceLines(t, ctx).map(([label, value]) => (
-            <React.Fragment key={label}>
-              <dt>{label}</dt>
-              <dd>{value}</dd>
-            </React.Fragment>
-          ))}
-        </dl>
+        {definitions(evidenceLines(t, ctx), 'jp-memguard-evidence')}
       </div>
     );
   }

@@ -146,6 +146,24 @@ export function isAdminHalt(data: IMemoryEventData): boolean {
   );
 }
 
+/**
+ * The notebook and the lines an event of the kernel gives: its path and limit, else the
+ * incident's, with the warn and stop lines at those fractions of the limit.
+ */
+function eventFigures(
+  current: IIncident | null,
+  data: IMemoryEventData,
+  fractions: { warn: number; halt: number }
+): Pick<IIncident, 'path' | 'limitBytes' | 'warnBytes' | 'haltBytes'> {
+  const limit = data.limit_bytes ?? current?.limitBytes ?? null;
+  return {
+    path: data.path ?? current?.path ?? null,
+    limitBytes: limit,
+    warnBytes: limit ? Math.round(limit * fractions.warn) : null,
+    haltBytes: limit ? Math.round(limit * fractions.halt) : null
+  };
+}
+
 /** A memory_warning: a new incident, or an update of the one under way. */
 export function onWarning(
   current: IIncident | null,
@@ -153,13 +171,9 @@ export function onWarning(
   now: number,
   fractions: { warn: number; halt: number }
 ): IIncident {
-  const limit = data.limit_bytes ?? current?.limitBytes ?? null;
   const fields: Partial<IIncident> = {
-    path: data.path ?? current?.path ?? null,
-    usageBytes: data.usage_bytes ?? null,
-    limitBytes: limit,
-    warnBytes: limit ? Math.round(limit * fractions.warn) : null,
-    haltBytes: limit ? Math.round(limit * fractions.halt) : null
+    ...eventFigures(current, data, fractions),
+    usageBytes: data.usage_bytes ?? null
   };
   if (current && isActive(current)) {
     // A halt under way stays a halt; a repeated warning only refreshes the figures.
@@ -177,14 +191,10 @@ export function onHalting(
   now: number,
   fractions: { warn: number; halt: number }
 ): IIncident {
-  const limit = data.limit_bytes ?? current?.limitBytes ?? null;
   const fields: Partial<IIncident> = {
+    ...eventFigures(current, data, fractions),
     phase: 'halting',
-    path: data.path ?? current?.path ?? null,
     usageBytes: data.usage_bytes ?? current?.usageBytes ?? null,
-    limitBytes: limit,
-    warnBytes: limit ? Math.round(limit * fractions.warn) : null,
-    haltBytes: limit ? Math.round(limit * fractions.halt) : null,
     dryRun: Boolean(data.dry_run),
     haltingAt: now,
     step: null,

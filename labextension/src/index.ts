@@ -31,6 +31,25 @@ import { ITermination, UnitsSetting } from './types';
 const SETTINGS_ID = 'jupyter-memguard:plugin';
 const DOMAIN = 'jupyter_memguard';
 
+/**
+ * Calls `apply` with the extension's settings once they are loaded and again on each change;
+ * `failed` (by default, a warning in the console) if they cannot be loaded.
+ */
+function followSettings(
+  registry: ISettingRegistry,
+  apply: (settings: ISettingRegistry.ISettings) => void,
+  failed: (error: unknown) => void = error =>
+    console.warn('memguard: could not load settings', error)
+): void {
+  registry
+    .load(SETTINGS_ID)
+    .then(settings => {
+      apply(settings);
+      settings.changed.connect(apply);
+    })
+    .catch(failed);
+}
+
 const memoryIcon = new LabIcon({
   name: 'memguard:memory',
   svgstr:
@@ -70,15 +89,7 @@ const modelPlugin: JupyterFrontEndPlugin<MemoryModel> = {
         model.unitsSetting = ((settings.get('units').composite as string) ??
           'server') as UnitsSetting;
       };
-      settingRegistry
-        .load(SETTINGS_ID)
-        .then(settings => {
-          apply(settings);
-          settings.changed.connect(apply);
-        })
-        .catch(error =>
-          console.warn('memguard: could not load settings', error)
-        );
+      followSettings(settingRegistry, apply);
     }
     model.start();
     return model;
@@ -138,20 +149,17 @@ const panelPlugin: JupyterFrontEndPlugin<void> = {
       attach();
       return;
     }
-    settingRegistry
-      .load(SETTINGS_ID)
-      .then(settings => {
-        const apply = (): void => {
-          if (settings.get('showPanel').composite !== false) {
-            attach();
-          } else if (panel.isAttached) {
-            panel.parent = null;
-          }
-        };
-        apply();
-        settings.changed.connect(apply);
-      })
-      .catch(() => attach());
+    followSettings(
+      settingRegistry,
+      settings => {
+        if (settings.get('showPanel').composite !== false) {
+          attach();
+        } else if (panel.isAttached) {
+          panel.parent = null;
+        }
+      },
+      () => attach()
+    );
   }
 };
 
@@ -329,15 +337,7 @@ const cellsPlugin: JupyterFrontEndPlugin<void> = {
         };
         badges.settings = next;
       };
-      settingRegistry
-        .load(SETTINGS_ID)
-        .then(settings => {
-          apply(settings);
-          settings.changed.connect(apply);
-        })
-        .catch(error =>
-          console.warn('memguard: could not load settings', error)
-        );
+      followSettings(settingRegistry, apply);
     }
   }
 };

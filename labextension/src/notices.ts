@@ -199,22 +199,10 @@ export class Notices {
       return;
     }
     this._shown.set(incident.key, view);
-    if (id && Notification.manager.has(id)) {
-      Notification.update({
-        id,
-        message: view.message,
-        type: view.type,
-        autoClose: view.autoClose,
-        actions
-      });
-    } else {
-      const newId = Notification.emit(view.message, view.type, {
-        autoClose: view.autoClose,
-        actions
-      });
-      this._ids.set(incident.key, newId);
-      this._keys.set(newId, incident.key);
-    }
+    this._show(id ?? null, view, actions, shown => {
+      this._ids.set(incident.key, shown);
+      this._keys.set(shown, incident.key);
+    });
     if (incident.phase === 'ended' && incident.stoppedShownAt === null) {
       this.model.patchIncident(incident.key, { stoppedShownAt: Date.now() });
     }

@@ -6,29 +6,7 @@ import {
   isNotable,
   matchRecords
 } from '../badges';
-import { ICellRecord } from '../types';
-
-const MiB = 1024 ** 2;
-const GiB = 1024 ** 3;
-
-function record(extra: Partial<ICellRecord> = {}): ICellRecord {
-  return {
-    msg_id: 'm1',
-    execution_count: 1,
-    code: 'x = 1',
-    first_line: 'x = 1',
-    started_at: 100,
-    ended_at: 101,
-    status: 'ok',
-    memory_before_bytes: 100 * MiB,
-    memory_after_bytes: 100 * MiB,
-    peak_bytes: 100 * MiB,
-    delta_bytes: 0,
-    duration_s: 1,
-    overlapped: false,
-    ...extra
-  };
-}
+import { cellRecord, GiB, MiB } from './fixtures';
 
 describe('badgeThreshold', () => {
   it('is the smaller of the MiB and the percent rules', () => {
@@ -49,41 +27,45 @@ describe('badgeThreshold', () => {
 describe('isNotable', () => {
   const s = DEFAULT_BADGE_SETTINGS;
   it('counts what a cell kept, or how far it rose while it ran', () => {
-    expect(cellChange(record({ delta_bytes: 150 * MiB }))).toBe(150 * MiB);
+    expect(cellChange(cellRecord({ delta_bytes: 150 * MiB }))).toBe(150 * MiB);
     expect(
       cellChange(
-        record({
+        cellRecord({
           delta_bytes: 0,
           peak_bytes: 400 * MiB,
           memory_before_bytes: 100 * MiB
         })
       )
     ).toBe(300 * MiB);
-    expect(cellChange(record({ delta_bytes: -200 * MiB }))).toBe(200 * MiB);
+    expect(cellChange(cellRecord({ delta_bytes: -200 * MiB }))).toBe(200 * MiB);
   });
   it('badges a cell that kept 150 MB under a 4 GiB limit, not one that kept 5 MB', () => {
-    expect(isNotable(record({ delta_bytes: 150 * MiB }), 4 * GiB, s)).toBe(
+    expect(isNotable(cellRecord({ delta_bytes: 150 * MiB }), 4 * GiB, s)).toBe(
       true
     );
-    expect(isNotable(record({ delta_bytes: 5 * MiB }), 4 * GiB, s)).toBe(false);
+    expect(isNotable(cellRecord({ delta_bytes: 5 * MiB }), 4 * GiB, s)).toBe(
+      false
+    );
   });
   it('uses the percent of a small limit', () => {
-    expect(isNotable(record({ delta_bytes: 40 * MiB }), 600 * MiB, s)).toBe(
+    expect(isNotable(cellRecord({ delta_bytes: 40 * MiB }), 600 * MiB, s)).toBe(
       true
     );
-    expect(isNotable(record({ delta_bytes: 40 * MiB }), 4 * GiB, s)).toBe(
+    expect(isNotable(cellRecord({ delta_bytes: 40 * MiB }), 4 * GiB, s)).toBe(
       false
     );
   });
   it('badges no running cell, and nothing when badges are off', () => {
-    const big = record({ delta_bytes: GiB });
+    const big = cellRecord({ delta_bytes: GiB });
     expect(isNotable({ ...big, status: 'running' }, 4 * GiB, s)).toBe(false);
     expect(isNotable(big, 4 * GiB, { ...s, enabled: false })).toBe(false);
   });
   it('badges every change when both rules are off, but not a cell that changed nothing', () => {
     const all = { enabled: true, thresholdMiB: 0, thresholdPercent: 0 };
-    expect(isNotable(record({ delta_bytes: 4096 }), 4 * GiB, all)).toBe(true);
-    expect(isNotable(record(), 4 * GiB, all)).toBe(false);
+    expect(isNotable(cellRecord({ delta_bytes: 4096 }), 4 * GiB, all)).toBe(
+      true
+    );
+    expect(isNotable(cellRecord(), 4 * GiB, all)).toBe(false);
   });
 });
 
@@ -97,8 +79,8 @@ describe('matchRecords', () => {
 
   it('matches by msg_id first', () => {
     const records = [
-      record({ msg_id: 'm2', execution_count: 2, first_line: 'y = 2' }),
-      record({ msg_id: 'm1', execution_count: 1 })
+      cellRecord({ msg_id: 'm2', execution_count: 2, first_line: 'y = 2' }),
+      cellRecord({ msg_id: 'm1', execution_count: 1 })
     ];
     const matched = matchRecords(
       [cell('a', 'm1', 1, 'x = 1'), cell('b', 'm2', 2, 'edited since')],
@@ -112,20 +94,20 @@ describe('matchRecords', () => {
   it('gives a cell whose msg_id has no record nothing', () => {
     const matched = matchRecords(
       [cell('a', 'old', 1, 'x = 1')],
-      [record({ msg_id: 'm1', execution_count: 1 })]
+      [cellRecord({ msg_id: 'm1', execution_count: 1 })]
     );
     expect(matched.size).toBe(0);
   });
 
   it('falls back on the execution count and the first line (after a reload)', () => {
     const records = [
-      record({
+      cellRecord({
         msg_id: 'm3',
         execution_count: 3,
         first_line: 'df = load()',
         started_at: 300
       }),
-      record({ msg_id: 'm1', execution_count: 1, first_line: 'x = 1' })
+      cellRecord({ msg_id: 'm1', execution_count: 1, first_line: 'x = 1' })
     ];
     const matched = matchRecords(
       [
@@ -141,7 +123,7 @@ describe('matchRecords', () => {
   });
 
   it('never gives a record claimed by msg_id to another cell', () => {
-    const records = [record({ msg_id: 'm5', execution_count: 5 })];
+    const records = [cellRecord({ msg_id: 'm5', execution_count: 5 })];
     const matched = matchRecords(
       [cell('new', 'm5', 5, 'x = 1'), cell('stale', null, 5, 'x = 1')],
       records

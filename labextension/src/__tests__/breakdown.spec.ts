@@ -5,9 +5,7 @@ import {
   kernelColour
 } from '../breakdown';
 import { IBreakdown, IGpuDeviceStatus } from '../types';
-
-const MiB = 1024 ** 2;
-const GiB = 1024 ** 3;
+import { GiB, MiB } from './fixtures';
 
 function breakdown(extra: Partial<IBreakdown> = {}): IBreakdown {
   return {

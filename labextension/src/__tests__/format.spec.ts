@@ -17,10 +17,9 @@ import {
   usedBytes
 } from '../format';
 import { eventKind } from '../types';
+import { GiB, MiB } from './fixtures';
 
 const KiB = 1024;
-const MiB = 1024 ** 2;
-const GiB = 1024 ** 3;
 
 describe('formatBytes', () => {
   it('uses binary units by default, as config sizes like 600M are binary', () => {

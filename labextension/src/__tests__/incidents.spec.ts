@@ -9,9 +9,9 @@ import {
   onWarning,
   terminationKey
 } from '../incidents';
-import { IKernelInfo, ITermination } from '../types';
+import { IKernelInfo } from '../types';
+import { MiB, terminationRecord } from './fixtures';
 
-const MiB = 1024 ** 2;
 const F = { warn: 0.8, halt: 0.9 };
 
 function kernel(
@@ -48,23 +48,6 @@ function kernel(
   };
 }
 
-function termination(
-  verdict: string,
-  extra: Partial<ITermination> = {}
-): ITermination {
-  return {
-    id: 7,
-    kernel_id: 'k1',
-    path: 'a.ipynb',
-    verdict,
-    confidence: 'high',
-    explanation: '',
-    evidence: {},
-    ended_at: 1000,
-    ...extra
-  };
-}
-
 describe('one incident per kernel event', () => {
   it('goes warning → halting → ended in one incident', () => {
     const warned = onWarning(
@@ -95,7 +78,11 @@ describe('one incident per kernel event', () => {
       3
     )!;
     expect(stepped.step).toBe('shutdown');
-    const ended = onTerminated(stepped, termination('halted_by_memguard'), 4)!;
+    const ended = onTerminated(
+      stepped,
+      terminationRecord('halted_by_memguard'),
+      4
+    )!;
     expect(ended.key).toBe(warned.key);
     expect(ended.phase).toBe('ended');
     expect(ended.usageBytes).toBe(545 * MiB);
@@ -136,29 +123,35 @@ describe('one incident per kernel event', () => {
   });
 
   it('starts a new incident after the last one ended', () => {
-    const ended = onTerminated(null, termination('oom_killed'), 1)!;
+    const ended = onTerminated(null, terminationRecord('oom_killed'), 1)!;
     const next = onWarning(ended, { kernel_id: 'k1', limit_bytes: 100 }, 2, F);
     expect(next.key).not.toBe(ended.key);
   });
 
   it('stays quiet for what the user did, closing what was under way', () => {
-    expect(onTerminated(null, termination('user_shutdown'), 1)).toBeNull();
+    expect(
+      onTerminated(null, terminationRecord('user_shutdown'), 1)
+    ).toBeNull();
     const warned = onWarning(null, { kernel_id: 'k1', limit_bytes: 100 }, 1, F);
-    expect(onTerminated(warned, termination('user_restart'), 2)!.phase).toBe(
-      'closed'
-    );
+    expect(
+      onTerminated(warned, terminationRecord('user_restart'), 2)!.phase
+    ).toBe('closed');
   });
 
   it('makes a separate note when the kernel survived', () => {
     const warned = onWarning(null, { kernel_id: 'k1', limit_bytes: 100 }, 1, F);
-    const note = onTerminated(warned, termination('gpu_out_of_memory'), 2)!;
+    const note = onTerminated(
+      warned,
+      terminationRecord('gpu_out_of_memory'),
+      2
+    )!;
     expect(note.phase).toBe('note');
     expect(note.key).not.toBe(warned.key);
   });
 
   it('keys terminations by journal id, else by kernel and time', () => {
-    expect(terminationKey(termination('oom_killed'))).toBe('t7');
-    expect(terminationKey(termination('oom_killed', { id: null }))).toBe(
+    expect(terminationKey(terminationRecord('oom_killed'))).toBe('t7');
+    expect(terminationKey(terminationRecord('oom_killed', { id: null }))).toBe(
       'kk1@1000:oom_killed'
     );
   });
@@ -195,7 +188,11 @@ describe('polls move incidents on', () => {
   });
 
   it('sees an ended kernel back: restarted in place, or a new kernel for the notebook', () => {
-    const ended = onTerminated(null, termination('killed_externally'), 1)!;
+    const ended = onTerminated(
+      null,
+      terminationRecord('killed_externally'),
+      1
+    )!;
     // The same kernel, sampled before its end: not back.
     const before = kernel('k1', 50 * MiB);
     before.memory!.sampled_at = 999;

@@ -20,10 +20,8 @@ import {
   terminationSummary
 } from '../messages';
 import { IStatusSettings, ITermination } from '../types';
+import { ctx, GiB, MiB, terminationRecord } from './fixtures';
 
-const MiB = 1024 ** 2;
-const GiB = 1024 ** 3;
-const ctx = { trans: plainTrans, units: 'binary' as const };
 const noticeCtx: INoticeContext = { ...ctx, now: 1e6, notebookOpen: true };
 
 const SETTINGS: IStatusSettings = {
@@ -38,11 +36,9 @@ function termination(
   verdict: string,
   extra: Partial<ITermination> = {}
 ): ITermination {
-  return {
+  return terminationRecord(verdict, {
     id: 1,
-    kernel_id: 'k1',
     path: 'work/big.ipynb',
-    verdict,
     confidence: 'confirmed',
     explanation: 'server text',
     evidence: {
@@ -50,9 +46,8 @@ function termination(
       peak_rss_bytes: 3.95 * GiB,
       limit_bytes: 4 * GiB
     },
-    ended_at: 1000,
     ...extra
-  };
+  });
 }
 
 function incident(fields: Partial<IIncident>): IIncident {

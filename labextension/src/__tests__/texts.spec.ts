@@ -28,11 +28,13 @@ import {
 } from '../messages';
 import { newIncident } from '../incidents';
 import { breakdownBar, SegmentKind } from '../breakdown';
-import { ICellRecord, IGpuPressure, IKernelMemory } from '../types';
-
-const MiB = 1024 ** 2;
-const GiB = 1024 ** 3;
-const ctx = { trans: plainTrans, units: 'binary' as const };
+import {
+  ICellRecord,
+  IGpuPressure,
+  IKernelMemory,
+  IOtherProcess
+} from '../types';
+import { cellRecord, ctx, GiB, MiB } from './fixtures';
 
 function memory(extra: Partial<IKernelMemory> = {}): IKernelMemory {
   return {
@@ -49,23 +51,30 @@ function memory(extra: Partial<IKernelMemory> = {}): IKernelMemory {
   };
 }
 
+/** A program outside the notebooks, started in terminal 1. */
+const trainPy: IOtherProcess = {
+  pid: 4242,
+  name: 'python',
+  cmdline: 'python train.py',
+  user: 'alice',
+  bytes: 1.6 * GiB,
+  terminal: '1'
+};
+
 function cell(extra: Partial<ICellRecord> = {}): ICellRecord {
-  return {
+  return cellRecord({
     msg_id: 'm7',
     execution_count: 7,
     code: 'df = pd.read_csv("big.csv")\ndf.head()',
     first_line: 'df = pd.read_csv("big.csv")',
-    started_at: 100,
     ended_at: 104,
-    status: 'ok',
     memory_before_bytes: 0.5 * GiB,
     memory_after_bytes: 4.1 * GiB,
     peak_bytes: 4.1 * GiB,
     delta_bytes: 3.6 * GiB,
     duration_s: 4,
-    overlapped: false,
     ...extra
-  };
+  });
 }
 
 describe('how memory is counted', () => {
@@ -112,19 +121,9 @@ describe('who holds the memory', () => {
   });
 
   it('lists another program with its command, pid, user and size', () => {
-    expect(
-      otherProcessText(
-        {
-          pid: 4242,
-          name: 'python',
-          cmdline: 'python train.py',
-          user: 'alice',
-          bytes: 1.6 * GiB,
-          terminal: '1'
-        },
-        ctx
-      )
-    ).toBe('`python train.py` — pid 4242, alice, terminal 1: 1.6 GiB');
+    expect(otherProcessText(trainPy, ctx)).toBe(
+      '`python train.py` — pid 4242, alice, terminal 1: 1.6 GiB'
+    );
     const long = otherProcessText(
       {
         pid: 1,
@@ -180,14 +179,7 @@ describe('who holds the memory', () => {
 describe('pressure from outside the kernels', () => {
   const message =
     'A process outside your notebooks, `python train.py` (pid 4242, terminal 1), uses 1.6 GiB of the 2 GiB limit';
-  const culprit = {
-    pid: 4242,
-    name: 'python',
-    cmdline: 'python train.py',
-    user: 'alice',
-    bytes: 1.6 * GiB,
-    terminal: '1'
-  };
+  const culprit = trainPy;
 
   it('shows the server’s words, which name the process and its size', () => {
     const view = pressureNotice(

@@ -7,9 +7,7 @@ import {
   timelineLayout
 } from '../timeline';
 import { ICellRecord } from '../types';
-
-const MiB = 1024 ** 2;
-const GiB = 1024 ** 3;
+import { cellRecord, GiB, MiB } from './fixtures';
 
 function cell(
   count: number | null,
@@ -17,7 +15,7 @@ function cell(
   end: number | null,
   extra: Partial<ICellRecord> = {}
 ): ICellRecord {
-  return {
+  return cellRecord({
     msg_id: `m${count}`,
     execution_count: count,
     code: 'x',
@@ -25,13 +23,12 @@ function cell(
     started_at: start,
     ended_at: end,
     status: end === null ? 'running' : 'ok',
-    memory_before_bytes: 100 * MiB,
     memory_after_bytes: 200 * MiB,
     peak_bytes: 250 * MiB,
     delta_bytes: 100 * MiB,
     duration_s: end === null ? null : end - start,
     ...extra
-  };
+  });
 }
 
 const history: [number, number][] = [];
