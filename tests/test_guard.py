@@ -102,6 +102,9 @@ async def test_kernel_ignoring_interrupt_is_shut_down(jp_fetch, memguard, start_
         return not await alive(jp_fetch, kernel.id)
 
     await wait_for(gone, timeout=30)
+    # The record is written, then announced, once the kernel has left the manager.
+    records = await wait_for(lambda: terminations(jp_fetch, kernel.id))
+    await wait_for(lambda: asyncio.sleep(0, "kernel_terminated" in kinds(memguard, kernel.id)))
     events = kinds(memguard, kernel.id)
     assert (
         events.index("kernel_halting")
@@ -109,7 +112,6 @@ async def test_kernel_ignoring_interrupt_is_shut_down(jp_fetch, memguard, start_
         < events.index("halted:shutdown")
     ), events
     assert events[-1] == "kernel_terminated"
-    records = await wait_for(lambda: terminations(jp_fetch, kernel.id))
     assert records[0]["verdict"] == "halted_by_memguard"
     assert records[0]["confidence"] == "confirmed"
     # The server and the other kernel are untouched.
