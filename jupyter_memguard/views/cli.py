@@ -126,7 +126,7 @@ def status_text(data: dict[str, Any]) -> str:
         + (" (dry run: reports, never acts)" if settings.get("dry_run") else ""),
         f"Memory: {human_bytes(budget['usage_bytes'])} used of {human_bytes(budget['limit_bytes'])}"
         f" ({source}); {data['kernel_count']} kernels use {human_bytes(data.get('kernels_used_bytes'))}.",
-        f"Each kernel may use {human_bytes(data['kernel_memory_limit_bytes'])}: memguard warns at "
+        f"Each kernel may use {human_bytes(settings['kernel_memory_limit_bytes'])}: memguard warns at "
         f"{settings['warn_fraction']:.0%} and stops it at {settings['halt_fraction']:.0%}.",
     ]
     split = data.get("breakdown")

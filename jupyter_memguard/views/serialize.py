@@ -88,8 +88,6 @@ def status_json(
         "last_tick_at": tick.at,
         "tick": tick.number,
         "last_sample_cost_seconds": round(tick.sample_cost_s, 6),
-        "kernel_memory_limit_bytes": limit,
-        "kernel_memory_limit_source": source,
         "breakdown": tick.breakdown.to_json() if tick.breakdown is not None else None,
         "gpu_devices": [
             {
@@ -106,7 +104,12 @@ def status_json(
             }
             for device in tick.gpu_devices
         ],
-        "settings": settings.to_json(),
+        "settings": {
+            **settings.to_json(),
+            # The limit each kernel is held to now (kernel_memory_limit, or the budget).
+            "kernel_memory_limit_bytes": limit,
+            "kernel_memory_limit_source": source,
+        },
     }
 
 
