@@ -197,12 +197,29 @@ def lab(tmp_path: Path) -> Iterator[dict[str, Any]]:
         log.close()
 
 
-def _api(lab: dict[str, Any], path: str) -> Any:
+def _api(lab: dict[str, Any], path: str, method: str = "GET", body: Any = None) -> Any:
     request = urllib.request.Request(
-        lab["url"] + path, headers={"Authorization": f"token {lab['token']}"}
+        lab["url"] + path,
+        method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"token {lab['token']}", "Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
+        text = response.read()
+    return json.loads(text) if text else None
+
+
+def _terminal_running(lab: dict[str, Any], code: str) -> tuple[str, Any]:
+    """A real terminal of the server (jupyter_server_terminals) running ``python -c code``."""
+    import websocket  # websocket-client, installed with jupyter_server
+
+    name = _api(lab, "api/terminals", method="POST", body={})["name"]
+    url = lab["url"].replace("http://", "ws://") + f"terminals/websocket/{name}"
+    terminal = websocket.create_connection(
+        url, header=[f"Authorization: token {lab['token']}"], timeout=10
+    )
+    terminal.send(json.dumps(["stdin", f'{sys.executable} -c "{code}"\r']))
+    return name, terminal
 
 
 def _emit(lab: dict[str, Any], kind: str, data: dict[str, Any]) -> None:
@@ -428,6 +445,22 @@ def _breakdown(ui: Page) -> None:
     legend = page.locator("#jp-memguard-panel .jp-memguard-breakdown .jp-memguard-legend")
     text = legend.inner_text()
     assert "Jupyter server" in text and "demo.ipynb" in text and "Free" in text, text
+
+    # A script run from a terminal shows in the bar as that terminal's.
+    name, terminal = _terminal_running(
+        ui.lab, "x = b'x' * (200 * 2**20); import time; time.sleep(600)"
+    )
+    try:
+        ui.until(
+            """name => [...document.querySelectorAll(
+                '#jp-memguard-panel .jp-memguard-breakdown .jp-memguard-legend')]
+                .some(e => e.innerText.includes('Terminal ' + name))""",
+            name,
+            timeout=45,
+        )
+    finally:
+        terminal.close()
+        _api(ui.lab, f"api/terminals/{name}", method="DELETE")
 
     # Each GPU (none here: the status is given one) with the notebooks that hold it.
     kernel_id = ui.kernel_id()
