@@ -48,14 +48,13 @@ def cell_phrase(cell: Mapping[str, Any] | None, units: Units = "binary") -> str:
     first = str(cell.get("first_line") or cell.get("code") or "").strip().splitlines()
     code = f" (`{_shorten(first[0])}`)" if first else ""
     growth = ""
-    before, after = cell.get("memory_before_bytes"), cell.get("peak_bytes")
-    after = after if after is not None else cell.get("memory_after_bytes")
+    grew = _growth(cell)
     started, ended = cell.get("started_at"), cell.get("ended_at")
-    if isinstance(before, int) and isinstance(after, int) and after - before >= 1 << 20:
+    if grew is not None and grew >= 1 << 20:
         took = ""
         if isinstance(started, (int, float)) and isinstance(ended, (int, float)):
             took = f" in {_seconds(ended - started)}"
-        growth = f", which grew memory by {human_bytes(after - before, units)}{took}"
+        growth = f", which grew memory by {human_bytes(grew, units)}{took}"
     return f" while running {label}{code}{growth}"
 
 
@@ -172,8 +171,9 @@ def advice(verdict: str, evidence: Mapping[str, Any], units: Units = "binary") -
 
 
 def _growth(cell: Mapping[str, Any]) -> int | None:
+    """How far the cell took memory above where it started (its peak, else its end)."""
     before = cell.get("memory_before_bytes")
-    top = cell.get("peak_bytes") if cell.get("peak_bytes") is not None else None
+    top = cell.get("peak_bytes")
     top = top if top is not None else cell.get("memory_after_bytes")
     if isinstance(before, int) and isinstance(top, int):
         return top - before

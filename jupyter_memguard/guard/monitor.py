@@ -283,7 +283,8 @@ class Monitor:
             gone = self._kernels.pop(kernel_id)
             self._paths.pop(kernel_id, None)
             self.remote.forget(kernel_id)
-            state = self._state(gone, time.time(), self._latest.budget)
+            limit = kernel_limit(self.settings, self._latest.budget)
+            state = self._state(gone, time.time(), limit)
             for callback in self.on_kernel_gone:
                 callback(state)
 
@@ -469,10 +470,10 @@ class Monitor:
             self.settings.growth_window, usage.received_at
         )
 
-    def _state(self, tracked: _Tracked, now: float, budget: Budget) -> KernelState:
+    def _state(self, tracked: _Tracked, now: float, limit: tuple[int, str]) -> KernelState:
         """The immutable picture of one kernel for this tick."""
         activity = kernel_activity(self.km, tracked.kernel_id, now)
-        limit, source = kernel_limit(self.settings, budget)
+        limit_bytes, source = limit
         protected = self.settings.protected_kernels
         memory = tracked.memory
         return KernelState(
@@ -487,7 +488,7 @@ class Monitor:
             idle_seconds=activity.idle_seconds,
             connections=activity.connections,
             protected=tracked.kernel_id in protected or tracked.name in protected,
-            limit_bytes=limit,
+            limit_bytes=limit_bytes,
             limit_source=source,
             memory=memory,
             unavailable_reason=tracked.unavailable_reason,
@@ -499,7 +500,8 @@ class Monitor:
 
     def _publish(self, reading: _OsReading) -> Tick:
         now = time.time()
-        kernels = {kid: self._state(t, now, reading.budget) for kid, t in self._kernels.items()}
+        limit = kernel_limit(self.settings, reading.budget)  # the same for every kernel
+        kernels = {kid: self._state(t, now, limit) for kid, t in self._kernels.items()}
         tick = Tick(
             number=self._latest.number + 1,
             at=now,

@@ -102,13 +102,11 @@ class IopubListener:
         for kernel_id in [k for k in self._failed if k not in kernels]:
             self._failed.pop(kernel_id)
         for kernel_id, pid in kernels.items():
-            current = self._subscriptions.get(kernel_id)
-            if current is not None and current.pid == pid:
-                continue
-            if current is None and kernel_id in self._failed and self._failed[kernel_id] == pid:
-                continue
-            self._close(kernel_id)
-            self._subscribe(kernel_id, pid)
+            failed_before = kernel_id not in self._subscriptions and (
+                kernel_id in self._failed and self._failed[kernel_id] == pid
+            )
+            if not failed_before:  # (a kernel we cannot listen to is not retried every tick)
+                self.watch(kernel_id, pid)
 
     def status_json(self) -> dict[str, Any]:
         """What listening costs: kernels listened to, messages, event-loop seconds spent."""

@@ -13,6 +13,7 @@ from tornado import web
 
 from .. import __version__
 from ..models import Tick, Verdict
+from ..probe.server import kernel_ids
 from .serialize import cells_json, kernel_json, status_json, termination_json
 
 if TYPE_CHECKING:
@@ -48,9 +49,7 @@ class MemGuardHandler(APIHandler):
         the last tick yet) and the current notebook paths."""
         monitor = self.memguard.monitor
         tick = monitor.latest
-        if detail or any(
-            k not in tick.kernels for k in list(self.kernel_manager.list_kernel_ids())
-        ):
+        if detail or any(k not in tick.kernels for k in kernel_ids(self.kernel_manager)):
             tick = await monitor.sample(detail=detail)
         # Sessions are cheap to list (in-memory SQLite); a request always shows current paths,
         # so a notebook opened a moment ago is never listed without its path.
