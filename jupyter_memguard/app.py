@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+import asyncio
+import time
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Float, Int, List, TraitError, Unicode, Union
 
+from .forensics.journal import TerminationRecord, default_journal_path
 from .models import Tick
-
-if TYPE_CHECKING:
-    from .probe.server import KernelManager
+from .probe.cells import CellRecord
 from .probe.gpu_oom import GpuOomError
 from .probe.proc import tree_rss
 from .settings import ConfigValueError, MemGuardSettings, resolve_settings
+from .units import human_bytes
+from .views.doctor import DoctorFacts, doctor_json, psi_readable, read_oom_group
+from .views.source import TerminationQuery
+
+if TYPE_CHECKING:
+    from .probe.server import KernelManager
 
 
 class MemGuardConfigError(SystemExit):
@@ -170,6 +176,26 @@ class MemGuard(ExtensionApp):
     kmsg_path = Unicode("/dev/kmsg", help="Kernel log device read for OOM-killer lines.").tag(
         config=True
     )
+    record_code = Bool(
+        True,
+        help="Keep the first lines of each cell in the journal and the cell records (the "
+        "notices then say which code ran). False: only the execution count and the sizes "
+        "('cell [7]'), for servers where cells may hold secrets.",
+    ).tag(config=True)
+    heartbeat_interval = Float(
+        5.0,
+        help="Seconds between two records of the server's state in the journal (each kernel's "
+        "memory, notebook and running cell, the budget), so that a server that dies abruptly "
+        "(a crash, or a whole container killed on one kernel's OOM) is explained at its next "
+        "start. Twice a second while memory is near a line.",
+    ).tag(config=True)
+    orphan_kernels = Unicode(
+        "stop",
+        help="Kernels left running by a server of this journal that died, found at start "
+        "(identified for certain: pid, start time, a connection file in this runtime "
+        "directory): 'stop' stops them, with a record each; 'keep' only reports them (in "
+        "/api/memguard/status and the budget breakdown).",
+    ).tag(config=True)
 
     resolved: MemGuardSettings | None = None
 
@@ -184,22 +210,33 @@ class MemGuard(ExtensionApp):
         return {name: getattr(self, name) for name in names}
 
     def _link_jupyter_server_extension(self, serverapp: Any) -> None:
+        from .forensics.privacy import UnsafeJournalLocation, check_location
+
         try:
             super()._link_jupyter_server_extension(serverapp)
             self.resolved = resolve_settings(self.raw_settings())
+            journal = Path(self.resolved.journal_path or default_journal_path())
+            try:
+                check_location(journal)
+            except UnsafeJournalLocation as error:
+                raise ConfigValueError("journal_path", str(error)) from None
         except (TraitError, ConfigValueError) as error:
             message = f"jupyter-memguard: invalid configuration: {error}"
             serverapp.log.critical(message)
             raise MemGuardConfigError(message) from None
 
     def initialize_settings(self) -> None:
-        """Wire the stages along the data flow: monitor → policy → actions; deaths → recorder."""
+        """Wire the stages along the data flow: lifecycle → monitor → policy → actions;
+        lifecycle and ticks → deaths → recorder; everything → the views' read-only interface."""
+        from .forensics.deaths import Deaths
         from .forensics.recorder import Recorder, open_journal
-        from .forensics.sources import DeathSources
+        from .forensics.sessions import ServerSessions
         from .guard.actions import ActionRunner
         from .guard.kernel_cgroups import KernelCgroups
         from .guard.monitor import Monitor
+        from .lifecycle import Lifecycle
         from .probe.cells import CellTracker
+        from .probe.iopub import IopubListener
         from .probe.server import terminal_roots
         from .views.events import EventEmitter
         from .views.metrics import MetricsUpdater
@@ -211,59 +248,79 @@ class MemGuard(ExtensionApp):
         serverapp = self.serverapp
         # The Protocols in probe/server.py say what memguard uses of jupyter_server's managers.
         km = cast("KernelManager", serverapp.kernel_manager)
-        event_logger = getattr(serverapp, "event_logger", None)
-        self.events = EventEmitter(event_logger, self.log)
-        journal = open_journal(settings, self.log)
+        self.event_logger = getattr(serverapp, "event_logger", None)
+        self.events = EventEmitter(self.event_logger, self.log)
+        self.journal = open_journal(settings, self.log)
+        self.lifecycle = Lifecycle(km, self.log)
         self.cgroups_per_kernel = KernelCgroups(settings.kernel_cgroups, self.log)
-        self.runner = ActionRunner(settings, km, journal, self.events, self.log)
+        self.runner = ActionRunner(settings, km, self.journal, self.events, self.log)
         self.monitor = Monitor(
             settings,
             km,
             serverapp.session_manager,
+            self.lifecycle,
             self.log,
             act=self.runner.carry_out,
             terminals=lambda: terminal_roots(serverapp),
             exact_of=self.cgroups_per_kernel.usage,
         )
-        self.cells = CellTracker(self._cell_memory, self._cell_pid)
-        self.recorder = Recorder(
-            journal, self.events, self.log, self.monitor.path_of, settings.display_units
+        self.cells = CellTracker(
+            self._cell_memory, self._cell_pid, record_code=settings.record_code
         )
-        self.deaths = DeathSources(
+        self.recorder = Recorder(
+            self.journal, self.events, self.log, self.monitor.path_of, settings.display_units
+        )
+        self.deaths = Deaths(
             settings,
-            km,
-            event_logger,
+            self.journal,
             self.recorder,
             self.log,
             first_tick=self.monitor.latest,
             read_budget=self.monitor.read_budget_now,
-            track=self.monitor.kernel_started,
             cells=self.cells,
+            containment=self.cgroups_per_kernel,
         )
+        self.sessions = ServerSessions(
+            settings,
+            self.journal,
+            self.recorder,
+            self.lifecycle,
+            self.log,
+            runtime_dir=str(serverapp.runtime_dir),
+            running_cell=self.cells.running_brief,
+        )
+        on_error = self.deaths.on_kernel_error if settings.detect_gpu_oom else None
+        self.iopub = IopubListener(km, on_error, self.log, cells=self.cells)
         self.metrics = MetricsUpdater()
+        # Everyone below learns of kernels from the lifecycle, in this order: the deaths read
+        # a kernel's cells before the cell records close them.
+        for subscriber in (
+            self.monitor.on_lifecycle,
+            self.deaths.on_lifecycle,
+            self.cells.on_lifecycle,
+            self.iopub.on_lifecycle,
+            self.cgroups_per_kernel.on_lifecycle,
+        ):
+            self.lifecycle.subscribe(subscriber)
         self.monitor.on_tick.extend(
             [
                 self._place_kernels,
                 self.runner.steer_oom_killer,
                 self._observe_cells,
                 self.deaths.on_tick,
+                self.sessions.on_tick,
                 self.metrics.on_tick,
             ]
         )
-        self.monitor.on_kernel_gone.append(self.deaths.on_kernel_gone)
-        self.monitor.on_kernel_gone.append(
-            lambda state: self.cgroups_per_kernel.release(state.kernel_id)
-        )
-        self.deaths.on_kernel_ended.append(self.runner.forget)
         self.deaths.on_gpu_oom.append(self._relieve_gpu)
         self.recorder.on_recorded.append(self.metrics.count_termination)
-        self.settings["memguard"] = self
+        self.settings["memguard_view"] = ServerView(self)
         if settings.spawner_mem_limit_problem:
             self.log.warning("memguard: %s", settings.spawner_mem_limit_problem)
         budget = self.monitor.latest.budget
         self.log.info(
-            "memguard: budget %s bytes from %s; guard %s%s",
-            budget.limit_bytes,
+            "memguard: budget %s from %s; guard %s%s",
+            human_bytes(budget.limit_bytes, settings.display_units),
             budget.limit_source,
             "on" if settings.guard_enabled else "off",
             " (dry run)" if settings.dry_run else "",
@@ -280,12 +337,19 @@ class MemGuard(ExtensionApp):
             await self.runner.carry_out(action, tick)
 
     def _place_kernels(self, tick: Tick) -> None:
-        """Each local kernel process into its own memory cgroup (where the machine allows)."""
-        if not self.cgroups_per_kernel.available:
+        """Each local kernel process into its own memory cgroup (where the machine allows),
+        held to its kill line while the guard acts (guard.policy.containment_limit)."""
+        from .guard.policy import containment_limit
+
+        cgroups, s = self.cgroups_per_kernel, self.config_in_force
+        if not cgroups.available:
             return
+        contain = s.guard_enabled and not s.dry_run
         for kernel_id, state in tick.kernels.items():
-            if state.pid is not None and state.memory is not None:
-                self.cgroups_per_kernel.adopt(kernel_id, state.pid)
+            if state.pid is None or state.memory is None:
+                continue
+            if cgroups.adopt(kernel_id, state.pid) and contain and not state.protected:
+                cgroups.set_limit(kernel_id, containment_limit(state, tick.budget, s))
 
     def _cell_memory(self, kernel_id: str) -> int | None:
         """A kernel's memory now, for a cell's before/after (a statm read per process)."""
@@ -295,8 +359,8 @@ class MemGuard(ExtensionApp):
         return tree_rss(state.pids or (state.pid,)) or None
 
     def _cell_pid(self, kernel_id: str) -> int | None:
-        state = self.monitor.latest.kernels.get(kernel_id)
-        return state.pid if state is not None else None
+        life = self.lifecycle.life(kernel_id)
+        return life.pid if life is not None else None
 
     def _observe_cells(self, tick: Tick) -> None:
         for kernel_id, state in tick.kernels.items():
@@ -310,14 +374,119 @@ class MemGuard(ExtensionApp):
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
         await self.deaths.start()
+        await self.sessions.start()  # a previous server that died: its records, its orphans
+        self.lifecycle.start(self.event_logger)
         await self.monitor.start()
 
     async def stop_extension(self) -> None:
+        """The server stops: record its kernels' end, wait for the records under way, then
+        close the journal (nothing written before the stop is lost)."""
         monitor = getattr(self, "monitor", None)
-        if monitor is not None:
-            await monitor.stop()
-            await self.deaths.stop()
-            self.cgroups_per_kernel.close()
+        if monitor is None:
+            return
+        await monitor.stop()
+        await self.lifecycle.stop()
+        await self.runner.stop()
+        left = await self.recorder.drain()
+        if left:
+            self.log.warning("memguard: %d records were still being written at stop", left)
+        await self.deaths.stop()
+        self.iopub.close()
+        self.cgroups_per_kernel.close()
+        await self.sessions.stop()
+        await asyncio.to_thread(self.journal.close)
+
+
+class ServerView:
+    """The views' read-only interface (views.source.MemGuardView) over the running stages."""
+
+    def __init__(self, app: MemGuard) -> None:
+        self._settings = app.config_in_force
+        self._monitor = app.monitor
+        self._lifecycle = app.lifecycle
+        self._cells = app.cells
+        self._journal = app.journal
+        self._runner = app.runner
+        self._status = {
+            "journal": app.deaths.status_json,
+            "iopub": app.iopub.status_json,
+            "gpu": lambda: self._monitor.gpu.status_json(),
+            "kernel_cgroups": app.cgroups_per_kernel.status_json,
+            "server_session": app.sessions.status_json,
+            "orphans": lambda: list(app.sessions.orphans),
+            "last_tick_cost_seconds": lambda: round(self._monitor.last_tick_cost_s, 6),
+            "doctor": lambda: doctor_json(self._doctor_facts(app)),
+        }
+
+    def _doctor_facts(self, app: MemGuard) -> DoctorFacts:
+        s, budget = self._settings, self._monitor.latest.budget
+        gpu, kmsg, cgroups = self._monitor.gpu, app.deaths.kernel_log, app.cgroups_per_kernel
+        return DoctorFacts(
+            budget=budget,
+            guard_enabled=s.guard_enabled,
+            dry_run=s.dry_run,
+            warn_fraction=s.warn_fraction,
+            halt_fraction=s.halt_fraction,
+            kill_fraction=s.kill_fraction,
+            kernel_cgroups=cgroups.available,
+            kernel_cgroups_reason=cgroups.reason,
+            oom_group=read_oom_group(budget.cgroup_path, budget.cgroup_version),
+            psi=psi_readable(),
+            kmsg=kmsg.available,
+            kmsg_reason=None if kmsg.available else kmsg.reason,
+            gpu_devices=gpu.device_count if gpu.available else 0,
+            gpu_reason=gpu.reason,
+            agent=None,
+            agent_reason=None,
+            orphan_kernels=s.orphan_kernels,
+            units=s.display_units,
+        )
+
+    @property
+    def settings(self) -> MemGuardSettings:
+        return self._settings
+
+    def latest(self) -> Tick:
+        return self._monitor.latest
+
+    async def sample(self, detail: bool = False) -> Tick:
+        return await self._monitor.sample(detail=detail)
+
+    async def current_paths(self) -> dict[str, str]:
+        return await self._monitor.current_paths()
+
+    def halting(self) -> frozenset[str]:
+        return self._monitor.halting()
+
+    def knows(self, kernel_id: str) -> bool:
+        return (
+            kernel_id in self._monitor.latest.kernels
+            or self._lifecycle.life(kernel_id) is not None
+            or kernel_id in self._monitor.km
+        )
+
+    def cells(self, kernel_id: str) -> list[CellRecord]:
+        return self._cells.cells(kernel_id, include_running=True)
+
+    async def terminations(self, query: TerminationQuery) -> tuple[list[TerminationRecord], int]:
+        return await asyncio.to_thread(self._journal.terminations, **asdict(query))
+
+    async def variables(self, kernel_id: str) -> dict[str, Any]:
+        return {
+            "kernel_id": kernel_id,
+            "status": "unavailable",
+            "reason": "no kernel agent (not built yet)",
+            "taken_at": time.time(),
+            "total_bytes": 0,
+            "variables": [],
+        }
+
+    def status_parts(self) -> dict[str, Any]:
+        return {name: part() for name, part in self._status.items()}
+
+    async def halt(self, kernel_id: str, by: str, note: str | None) -> None:
+        tick = await self._monitor.sample()
+        self._runner.spawn(self._runner.admin_halt(kernel_id, tick, by, note))
 
 
 def default_settings(**changes: Any) -> MemGuardSettings:
@@ -329,8 +498,3 @@ def default_settings(**changes: Any) -> MemGuardSettings:
         raise KeyError(f"not MemGuard settings: {sorted(unknown)}")
     raw.update(changes)
     return resolve_settings(raw, environ={})
-
-
-def default_journal_path() -> Path:
-    """Where the journal lives unless c.MemGuard.journal_path says otherwise."""
-    return Path(jupyter_data_dir()) / "memguard" / "journal.sqlite"

@@ -1,6 +1,7 @@
-"""The shared vocabulary of memguard: budget, samples, the per-tick snapshot, actions.
+"""The shared vocabulary of memguard: budget, samples, the per-tick snapshot, actions, verdicts.
 
-All frozen: a stage reads the Tick the stage before it published and never reaches back.
+All frozen: a stage reads the Tick the stage before it published and never reaches back. This
+module imports nothing of memguard's stages (probe, guard, forensics, views): they import it.
 """
 
 from __future__ import annotations
@@ -8,11 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal
-
-if TYPE_CHECKING:
-    from .probe.breakdown import Breakdown
-    from .probe.gpu import GpuDevice
+from typing import Any, Literal, Protocol
 
 LimitSource = Literal["config", "cgroup_v2", "cgroup_v1", "spawner_mem_limit", "host"]
 
@@ -31,6 +28,9 @@ class Budget:
     oom_kill_count: int | None = None
     system_oom_kill_count: int | None = None
     candidates: dict[str, int] = field(default_factory=dict)
+    # What lies outside the kernels (the server, terminals, other processes, caches), from
+    # reads consistent with the kernels' own (None: not worked out, e.g. a test's budget).
+    outside_bytes: int | None = None
 
     @property
     def headroom_bytes(self) -> int:
@@ -119,6 +119,7 @@ class KernelState:
     peak_bytes: int = 0
     gpu: dict[str, Any] | None = None
     history: tuple[tuple[float, int], ...] = ()
+    cells_source: str | None = None  # where its cell records come from: "agent" | "iopub"
 
     @property
     def usage_bytes(self) -> int | None:
@@ -129,6 +130,113 @@ class KernelState:
     def busy(self) -> bool:
         """Running code. 'starting' or 'unknown' is not busy: such a kernel runs nothing."""
         return self.execution_state == "busy"
+
+
+@dataclass(frozen=True)
+class Holder:
+    """One owner's share of the budget: a kernel, the server, a terminal, an orphaned kernel."""
+
+    kind: str  # "kernel" | "server" | "terminal" | "orphan"
+    key: str  # kernel id, "server", terminal name
+    bytes: int
+    pids: tuple[int, ...]
+    method: str  # how ``bytes`` was counted: "pss", "rss", "cgroup", "decision"
+
+
+@dataclass(frozen=True)
+class OtherProcess:
+    """A process in the budget outside the kernels and the server (``terminal``: the name of
+    the terminal it runs in, if any)."""
+
+    pid: int
+    name: str
+    cmdline: str
+    user: str
+    bytes: int
+    terminal: str | None = None
+
+
+@dataclass(frozen=True)
+class Breakdown:
+    """The budget's usage split by holder.
+
+    ``unattributed_bytes`` is usage minus everything attributed, clamped at 0: kernel memory
+    (slab, page tables, sockets), processes newer than the scan, and anything else no reading
+    here explains. ``overcounted_bytes`` is the opposite excess (parts counted by RSS count
+    shared pages once per process; with PSS the parts add up).
+    """
+
+    usage_bytes: int
+    scope: str  # "host" or the cgroup path
+    scanned_at: float
+    kernels: tuple[Holder, ...]
+    server: Holder
+    terminals: tuple[Holder, ...]
+    others: tuple[OtherProcess, ...]  # the top few by memory
+    others_bytes: int  # all other processes together
+    others_count: int
+    page_cache_bytes: int
+    shmem_bytes: int
+    unowned_source: str
+    unattributed_bytes: int
+    overcounted_bytes: int
+    largest_outside: tuple[OtherProcess, ...] = ()  # biggest processes outside the kernels
+    orphans: tuple[Holder, ...] = ()  # kernels left running by a server that died
+    others_method: str = "rss"  # "pss" when the other processes' pages are counted once
+
+    @property
+    def attributed_bytes(self) -> int:
+        holders = (*self.kernels, self.server, *self.terminals, *self.orphans)
+        return (
+            sum(h.bytes for h in holders)
+            + self.others_bytes
+            + self.page_cache_bytes
+            + self.shmem_bytes
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["attributed_bytes"] = self.attributed_bytes
+        return data
+
+
+@dataclass(frozen=True)
+class GpuDevice:
+    """One device's memory, and what each kernel of this server holds on it."""
+
+    index: int
+    name: str
+    used_bytes: int
+    total_bytes: int
+    kernels: tuple[tuple[str, int], ...] = ()  # (kernel id, bytes), largest first
+
+    @property
+    def free_bytes(self) -> int:
+        return max(0, self.total_bytes - self.used_bytes)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "name": self.name,
+            "used_bytes": self.used_bytes,
+            "total_bytes": self.total_bytes,
+            "free_bytes": self.free_bytes,
+            "kernels": [{"kernel_id": k, "bytes": b} for k, b in self.kernels],
+        }
+
+
+@dataclass(frozen=True)
+class OomKill:
+    """One OOM-killer victim, as the kernel log reported it."""
+
+    pid: int
+    process_name: str | None
+    anon_rss_bytes: int | None
+    total_vm_bytes: int | None
+    constraint: str | None
+    memcg: str | None  # the victim's memory cgroup
+    raw: str
+    oom_memcg: str | None = None  # the cgroup whose limit was hit (the summary line names it)
 
 
 @dataclass(frozen=True)
@@ -154,30 +262,106 @@ class Tick:
 
 
 ActionKind = Literal[
-    "warn", "interrupt", "restart", "shutdown", "kill", "cull", "pressure", "gpu_notify"
+    "warn", "interrupt", "restart", "shutdown", "kill", "cull", "pressure", "gpu_notify", "keep"
 ]
+TriggerKind = Literal[
+    "kernel_limit",
+    "budget",
+    "idle",
+    "idle_pressure",
+    "admin",
+    "outside",
+    "gpu_pressure",
+    "jupyter_server_culler",
+]
+Line = Literal["warn", "halt", "kill"]
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """Why memguard acts, as figures: stored with each intent, sent with each event, and the
+    only input of the words that explain it (nobody parses reason text)."""
+
+    kind: TriggerKind
+    line: Line | None = None  # the line crossed
+    usage_bytes: int | None = None  # what was measured (the kernel's, or the budget's usage)
+    limit_bytes: int | None = None  # the limit the line is a fraction of
+    line_bytes: int | None = None  # the line itself, in bytes
+    idle_seconds: float | None = None
+    timeout_seconds: float | None = None
+    by: str | None = None  # who asked (an admin's name)
+    device_index: int | None = None  # GPU pressure: the device
+    requested_bytes: int | None = None  # GPU pressure: what the failing cell asked for
+    kernel_bytes: int | None = None  # the kernel's own figure (what stopping it gives back)
+    note: str | None = None  # an admin's own words, shown as they are
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> Trigger | None:
+        """The trigger stored in the journal (None for none, or one this version cannot read)."""
+        if not isinstance(data, Mapping) or data.get("kind") not in TRIGGER_KINDS:
+            return None
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+TRIGGER_KINDS = frozenset(TriggerKind.__args__)  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
 class Action:
-    """One thing the monitor should do to one kernel, with why."""
+    """One thing the guard decided to do to one kernel (or to announce), with why.
+
+    ``first``: the first step of an escalation (memguard writes its intent before it); the
+    runner keeps no state of its own.
+    """
 
     kind: ActionKind
-    kernel_id: str
-    reason: str
-    trigger: Literal[
-        "kernel_limit", "budget", "idle", "idle_pressure", "admin", "outside", "gpu_pressure"
-    ]
-    usage_bytes: int | None = None
-    limit_bytes: int | None = None
+    kernel_id: str  # "" for an announcement about no kernel (pressure from outside)
+    trigger: Trigger
+    first: bool = False
     culprit: Mapping[str, Any] | None = None  # 'pressure': the process outside the kernels
 
+    @property
+    def usage_bytes(self) -> int | None:
+        return self.trigger.usage_bytes
+
+    @property
+    def limit_bytes(self) -> int | None:
+        return self.trigger.limit_bytes
+
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["trigger"] = self.trigger.to_json()
+        return data
+
+
+@dataclass(frozen=True)
+class Intent:
+    """memguard's note, written before it signals a kernel, of what it is about to do and why.
+
+    The death that follows is then attributed to memguard and never to the OOM killer."""
+
+    id: int
+    kernel_id: str
+    kind: str  # "halt" | "admin_halt" | "cull"
+    trigger: Trigger | None
+    reason: str  # the log line, for people reading the journal
+    created_at: float
+    consumed_at: float | None
+
+
+class EventSink(Protocol):
+    """Where announcements go (the server's event bus): one payload per event kind."""
+
+    def emit(self, kind: str, data: dict[str, Any]) -> None: ...
 
 
 Verdict = Literal[
     "halted_by_memguard",
+    "interrupted_kept",
     "culled_idle",
     "user_shutdown",
     "user_restart",
@@ -186,8 +370,58 @@ Verdict = Literal[
     "crashed",
     "exited",
     "server_shutdown",
+    "server_died",
     "child_oom_killed",
     "gpu_out_of_memory",
     "unknown",
 ]
 Confidence = Literal["confirmed", "high", "medium", "low"]
+Severity = Literal["info", "warning", "error"]
+
+
+@dataclass(frozen=True)
+class VerdictInfo:
+    """What one verdict means for its user: the one definition the server serves, the CLI
+    prints and the UI shows (its summary is worded from the evidence by ``wording``)."""
+
+    name: Verdict
+    severity: Severity
+    survived: bool  # the kernel is still running, with its variables
+    headline: str
+    quiet: bool = False  # the user did it, or expects it: no notice
+
+
+VERDICTS: Mapping[str, VerdictInfo] = MappingProxyType(
+    {
+        v.name: v
+        for v in (
+            VerdictInfo(
+                "halted_by_memguard", "error", False, "Kernel stopped: it ran out of memory"
+            ),
+            VerdictInfo(
+                "interrupted_kept", "warning", True, "Cell stopped: the kernel kept its variables"
+            ),
+            VerdictInfo("culled_idle", "info", False, "Kernel shut down: it was idle"),
+            VerdictInfo("user_shutdown", "info", False, "Kernel shut down", quiet=True),
+            VerdictInfo("user_restart", "info", False, "Kernel restarted", quiet=True),
+            VerdictInfo("oom_killed", "error", False, "Kernel stopped: it ran out of memory"),
+            VerdictInfo(
+                "killed_externally", "error", False, "Kernel stopped: another process killed it"
+            ),
+            VerdictInfo("crashed", "error", False, "Kernel crashed"),
+            VerdictInfo("exited", "error", False, "Kernel exited"),
+            VerdictInfo(
+                "server_shutdown", "info", False, "Kernel ended with the server", quiet=True
+            ),
+            VerdictInfo("server_died", "error", False, "The server stopped abruptly"),
+            VerdictInfo(
+                "child_oom_killed",
+                "warning",
+                True,
+                "A process started by the kernel ran out of memory",
+            ),
+            VerdictInfo("gpu_out_of_memory", "warning", True, "A cell ran out of GPU memory"),
+            VerdictInfo("unknown", "error", False, "Kernel stopped unexpectedly"),
+        )
+    }
+)

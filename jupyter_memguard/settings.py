@@ -76,6 +76,9 @@ class MemGuardSettings:
     display_units: Units = "binary"
     gpu_relief: str = "notify"  # off | notify | cull
     kernel_cgroups: bool = True
+    heartbeat_interval: float = 5.0
+    record_code: bool = True
+    orphan_kernels: str = "stop"  # stop | keep
     spawner_mem_limit_bytes: int | None = None  # MEM_LIMIT, set by JupyterHub spawners
     spawner_mem_limit_problem: str | None = None  # why a MEM_LIMIT given was not used
 
@@ -123,6 +126,7 @@ def _number(name: str, value: Any, minimum: float, maximum: float = math.inf) ->
 
 UNIT_CHOICES = ("binary", "decimal")
 GPU_RELIEF_CHOICES = ("off", "notify", "cull")
+ORPHAN_CHOICES = ("stop", "keep")
 
 
 def _choice(name: str, value: Any, choices: tuple[str, ...]) -> Any:
@@ -206,6 +210,11 @@ def resolve_settings(
         display_units=_choice("display_units", raw.get("display_units", "binary"), UNIT_CHOICES),
         gpu_relief=_choice("gpu_relief", raw.get("gpu_relief", "notify"), GPU_RELIEF_CHOICES),
         kernel_cgroups=bool(raw.get("kernel_cgroups", True)),
+        record_code=bool(raw.get("record_code", True)),
+        heartbeat_interval=_number(
+            "heartbeat_interval", raw.get("heartbeat_interval", 5.0), 0.5, 600
+        ),
+        orphan_kernels=_choice("orphan_kernels", raw.get("orphan_kernels", "stop"), ORPHAN_CHOICES),
         spawner_mem_limit_bytes=hub_limit,
         spawner_mem_limit_problem=hub_problem,
     )

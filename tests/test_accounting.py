@@ -78,6 +78,12 @@ class TestForkedWorkers:
             return data["terminations"]
 
         record = (await wait_for(recorded, timeout=40))[0]
+        if self.method == "cgroup" and record["verdict"] != "halted_by_memguard":
+            # Held at its kill line in a cgroup of its own: workers allocating faster than a
+            # poll are stopped there (the kernel survives), before the halt could come.
+            assert record["verdict"] in ("child_oom_killed", "oom_killed"), record
+            assert record["evidence"]["contained"] is True, record
+            return
         assert record["verdict"] == "halted_by_memguard"
         assert record["evidence"]["last_rss_bytes"] >= 1.5 * 2**30
 
@@ -266,7 +272,7 @@ def test_pressure_from_outside_the_kernels_culls_and_halts_no_kernel(tmp_path):
                     time.sleep(0.2)
                 assert event is not None, lab.server.log()[-3000:]
                 assert event["culprit"]["pid"] == script.pid, event
-                assert f"pid {script.pid}" in event["message"], event
+                assert f"pid {script.pid}" in event["summary"], event
                 status = lab.server.get("api/memguard/status")
                 others = status["breakdown"]["others"]
                 assert others[0]["pid"] == script.pid and others[0]["bytes"] >= 1.2 * GiB

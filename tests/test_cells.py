@@ -95,7 +95,7 @@ class Wired:
     async def start(self) -> None:
         self.client.start_channels()
         await self.client.wait_for_ready(timeout=60)
-        self.listener.sync({self.id: self.pid})
+        self.listener.watch(self.id, self.pid)
         # A SUB socket misses what is published before it has joined: ping until it hears.
         deadline = time.monotonic() + 30
         while not self.listener.heard_from(self.id):

@@ -6,12 +6,8 @@ import signal
 
 import pytest
 
-from jupyter_memguard.forensics.classify import (
-    TerminationFacts,
-    classify,
-    classify_child_oom,
-    parse_oom_line,
-)
+from jupyter_memguard.forensics.classify import TerminationFacts, classify, classify_child_oom
+from jupyter_memguard.probe.kmsg import parse_oom_line
 
 MODERN = (
     "Memory cgroup out of memory: Killed process 3287 (python3) total-vm:1786944kB, "

@@ -164,7 +164,7 @@ async def test_gpu_oom_in_a_real_kernel_is_journalled_and_kept_as_evidence(
     await monitor.tick()
     # The error comes before any tick has seen the session (the monitor caches notebook paths
     # for a second): the record must still name the notebook.
-    memguard.deaths.last_seen[kernel.id].path = None
+    memguard.deaths.facts[kernel.id].path = None
     monitor._paths = {}
     monitor._paths_read_at = float("inf")
 
@@ -203,15 +203,15 @@ async def test_gpu_oom_in_a_real_kernel_is_journalled_and_kept_as_evidence(
 
 async def _listening(memguard, kernel_id):
     await memguard.monitor.tick()
-    listener = memguard.deaths.kernel_errors
-    return listener is not None and kernel_id in listener._subscriptions
+    listener = memguard.iopub
+    return listener.on_error is not None and kernel_id in listener._subscriptions
 
 
 @pytest.mark.parametrize("memguard_config", [{"detect_gpu_oom": False}])
 async def test_detection_can_be_turned_off(jp_fetch, memguard, start_kernel):
     kernel = await start_kernel()
     await memguard.monitor.tick()
-    assert memguard.deaths.kernel_errors is None
+    assert memguard.iopub.on_error is None
     await kernel.run(RAISE_TORCH_OOM)
     await memguard.monitor.tick()
     assert await gpu_oom_records(jp_fetch, kernel.id) == []

@@ -9,8 +9,9 @@ import pytest
 
 from jupyter_memguard.app import default_settings
 from jupyter_memguard.guard.gpu_relief import gpu_relief
-from jupyter_memguard.models import Budget, KernelState, Tick
-from jupyter_memguard.probe.gpu import GpuDevice, GpuReader
+from jupyter_memguard.models import Budget, GpuDevice, KernelState, Tick
+from jupyter_memguard.probe.gpu import GpuReader
+from jupyter_memguard.wording import action_reason
 
 from .conftest import get_json, wait_for
 from .test_gpu import FakeNvml, device
@@ -54,7 +55,7 @@ def test_off_notify_and_cull_enough_to_fit():
     (notice,) = gpu_relief(tick, default_settings(), "failing", 0, 20 * GiB)
     assert notice.kind == "gpu_notify"
     assert {h["kernel_id"] for h in notice.culprit["holders"]} == {"big", "small", "busy", "kept"}
-    assert "big.ipynb (20 GiB)" in notice.reason
+    assert "big.ipynb (20 GiB)" in action_reason(notice)
     # 20 GiB wanted, 8 free: 12 more. The larger idle holder (20 GiB) is enough.
     actions = gpu_relief(tick, default_settings(gpu_relief="cull"), "failing", 0, 20 * GiB)
     assert [(a.kind, a.kernel_id) for a in actions] == [("cull", "big"), ("gpu_notify", "failing")]
@@ -98,7 +99,7 @@ async def test_gpu_oom_in_a_real_kernel_culls_the_larger_idle_holder(
 
     record = (await wait_for(culled, timeout=30))[0]
     assert record["verdict"] == "culled_idle"
-    assert "GPU pressure" in record["evidence"]["intent_reason"]
+    assert record["evidence"]["trigger"]["kind"] == "gpu_pressure"
     assert "GPU memory" in record["summary"]
     notices = [d for kind, d in memguard.events.emitted if kind == "gpu_pressure"]
     assert notices and notices[0]["kernel_id"] == failing.id

@@ -206,4 +206,4 @@ class TestPressureCulling:
         assert await alive(jp_fetch, busy.id)
         culled = [d for k, d in memguard.events.emitted if k == "kernel_culled"]
         assert [d["kernel_id"] for d in culled] == [big.id]
-        assert culled[0]["trigger"] == "idle_pressure"
+        assert culled[0]["trigger"]["kind"] == "idle_pressure"

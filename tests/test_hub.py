@@ -281,4 +281,5 @@ def test_only_admins_may_halt(deployment: Deployment) -> None:
     record = wait_for(recorded, 60, "the admin's halt recorded", step=0.5)
     assert record["verdict"] == "halted_by_memguard", record
     assert record["evidence"]["intent"] == "admin_halt", record
-    assert record["evidence"]["intent_reason"] == f"by the admin ({ADMIN})", record  # who
+    trigger = record["evidence"]["trigger"]
+    assert (trigger["kind"], trigger["by"], trigger["note"]) == ("admin", ADMIN, "by the admin")

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from jupyter_memguard.forensics.journal import Journal, JournalError, TerminationRecord
+from jupyter_memguard.models import Trigger
 
 
 def record(
@@ -59,8 +60,10 @@ def test_round_trip_and_persistence(tmp_path):
 def test_intents(tmp_path):
     journal = Journal(tmp_path / "j.sqlite")
     assert journal.pending_intent("k", now=100) is None
-    first = journal.record_intent("k", "halt", "too big", now=100)
-    second = journal.record_intent("k", "cull", "idle", now=101)
+    halt = Trigger("kernel_limit", line="halt", usage_bytes=900, limit_bytes=1000, line_bytes=900)
+    first = journal.record_intent("k", "halt", halt, "too big", now=100)
+    second = journal.record_intent("k", "cull", Trigger("idle", idle_seconds=60), "idle", now=101)
+    assert journal.pending_intent("k", now=102).trigger == Trigger("idle", idle_seconds=60)
     assert journal.pending_intent("k", now=102).id == second
     journal.consume_intent(second, now=103)
     assert journal.pending_intent("k", now=104).id == first

@@ -174,3 +174,67 @@ def test_controls_are_never_called_oom(tmp_path: Path) -> None:
         assert verdicts[shut]["verdict"] == "user_shutdown"
         assert lab.group.oom_kills() == 0
         assert lab.server.alive()
+
+
+# One system call for 3 GiB, more than the whole container: no poll sees it grow.
+ONE_SHOT = (
+    "import mmap\n"
+    "block = mmap.mmap(-1, 3 * 2**30, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS"
+    " | mmap.MAP_POPULATE)\n"
+)
+
+
+def _own_oom_kills(group: cgroups.MemoryCgroup) -> int:
+    """The container's own OOM kill counter (not its children's)."""
+    name = "memory.events.local" if group.version == 2 else "memory.oom_control"
+    for line in (group.path / name).read_text().splitlines():
+        key, _, value = line.partition(" ")
+        if key == "oom_kill":
+            return int(value)
+    raise AssertionError(f"no oom_kill in {name}")
+
+
+def test_a_one_shot_allocation_is_contained_in_the_kernels_own_cgroup(tmp_path: Path) -> None:
+    # Polling made slow on purpose: only the kernel's own cgroup limit can stop this.
+    settings = ("--MemGuard.poll_interval=5", "--MemGuard.min_poll_interval=5")
+    with lab_server(2 * GiB, *settings, root=tmp_path) as lab:
+        status = lab.server.get("api/memguard/status")
+        if not status["kernel_cgroups"]["available"]:
+            pytest.skip(f"no memory cgroup per kernel: {status['kernel_cgroups']['reason']}")
+        bystander = lab.kernel()
+        bystander_pid = lab.kernel_info(bystander)["pid"]
+        oneshot = lab.kernel("oneshot.ipynb")
+        time.sleep(6)  # a tick has placed both kernels in their cgroups, with their limits
+        before = _own_oom_kills(lab.group)
+        execute(lab.server, oneshot, ONE_SHOT, wait_started=False)
+        record = lab.wait_termination(oneshot, timeout=120)
+        assert record["verdict"] == "oom_killed", record
+        assert record["evidence"]["contained"] is True, record["evidence"]
+        assert "its own memory limit" in record["summary"], record["summary"]
+        # The kill was at the kernel's own limit (the kernel log or its own counters say so),
+        # and the container's own OOM counter did not move.
+        assert _own_oom_kills(lab.group) == before
+        assert_server_and_bystander_alive(lab, bystander, bystander_pid)
+        running = record["evidence"]["running_cell"]
+        assert running is not None and "mmap" in running["first_line"] + running["code"], record
+
+
+def test_a_single_kernel_growing_fast_sends_no_memory_pressure(tmp_path: Path) -> None:
+    # 1.5 GiB within 3 s in a 2 GiB container: the kernel is the cause, nothing outside it.
+    with lab_server(2 * GiB, root=tmp_path) as lab, EventStream(lab.server) as events:
+        bystander = lab.kernel()
+        grower = lab.kernel("grower.ipynb")
+        log = lab.logs / "grow.log"
+        code = allocate_code(log, lab.group.path, rate=512 * MiB, deadline_s=3)
+        execute(lab.server, grower, code)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not (log.exists() and "deadline" in log.read_text()):
+            time.sleep(0.2)
+        time.sleep(2)
+        kinds = [kind for kind, _ in events.memguard()]
+        assert "memory_pressure" not in kinds, events.memguard()
+        assert not any(kind == "kernel_culled" for kind in kinds)  # the bystander is spared
+        for kind, event in events.memguard():  # and no notice's figures contradict each other
+            if "usage_bytes" in event and "limit_bytes" in event and event["limit_bytes"]:
+                assert event["usage_bytes"] <= event["limit_bytes"] * 1.1, (kind, event)
+        assert lab.terminations(bystander) == []

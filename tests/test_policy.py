@@ -8,9 +8,17 @@ import pytest
 
 from jupyter_memguard.app import default_settings
 from jupyter_memguard.guard.policy import PolicyState, decide, level, next_interval
-from jupyter_memguard.models import Budget, KernelState, ProcessTreeMemory, Tick
-from jupyter_memguard.probe.breakdown import Breakdown, Holder, OtherProcess
+from jupyter_memguard.models import (
+    Breakdown,
+    Budget,
+    Holder,
+    KernelState,
+    OtherProcess,
+    ProcessTreeMemory,
+    Tick,
+)
 from jupyter_memguard.settings import ConfigValueError, MemGuardSettings
+from jupyter_memguard.wording import action_reason as reason
 
 MB = 1_000_000
 MiB = 2**20
@@ -119,15 +127,17 @@ def test_warn_action_carries_figures_and_reason():
     actions, _ = decide(snap(0, kernel(rss=850 * MB)), settings(), PolicyState())
     (warn,) = actions
     assert warn.usage_bytes == 850 * MB and warn.limit_bytes == LIMIT
-    assert warn.trigger == "kernel_limit"
-    assert "810.6 MiB" in warn.reason and "953.7 MiB" in warn.reason
+    assert warn.trigger.kind == "kernel_limit" and warn.trigger.line == "warn"
+    assert "810.6 MiB" in reason(warn) and "953.7 MiB" in reason(warn)
     # A configured limit reads back as configured, in the units chosen.
     actions, _ = decide(
         snap(0, kernel(rss=500 * 2**20)), settings(kernel_memory_limit="600M"), PolicyState()
     )
-    assert actions[0].reason == "kernel uses 500 MiB, over 80% of its 600 MiB limit"
+    assert reason(actions[0]) == "kernel uses 500 MiB, over 80% of its 600 MiB limit"
     decimal = settings(display_units="decimal")
-    assert "850 MB" in decide(snap(0, kernel(rss=850 * MB)), decimal, PolicyState())[0][0].reason
+    assert "850 MB" in reason(
+        decide(snap(0, kernel(rss=850 * MB)), decimal, PolicyState())[0][0], "decimal"
+    )
 
 
 def test_protected_and_unmeasured_kernels_are_never_acted_on():
@@ -159,7 +169,7 @@ def test_budget_victim_is_the_largest_then_fastest():
     actions, state = decide(
         snap(0, *kernels, budget=1200 * MB, usage=1100 * MB), config, PolicyState()
     )
-    halts = [(a.kind, a.kernel_id, a.trigger) for a in actions if a.kind != "warn"]
+    halts = [(a.kind, a.kernel_id, a.trigger.kind) for a in actions if a.kind != "warn"]
     assert halts == [("interrupt", "c", "budget")]
     assert state.budget_victim == "c"
     # Only one victim at a time, and the escalation continues on it.
@@ -197,7 +207,7 @@ def test_headroom_floor_counts_as_exhausted():
         config,
         PolicyState(),
     )
-    assert [(a.kind, a.trigger) for a in actions] == [("interrupt", "budget")]
+    assert [(a.kind, a.trigger.kind) for a in actions] == [("interrupt", "budget")]
 
 
 def test_protected_kernel_is_never_the_budget_victim():
@@ -224,7 +234,7 @@ def test_pressure_culls_idle_kernels_largest_first_before_halting_busy_ones():
     actions, state = decide(
         snap(0, *kernels, budget=1000 * MB, usage=850 * MB), config, PolicyState()
     )
-    assert [(a.kind, a.kernel_id, a.trigger) for a in actions] == [
+    assert [(a.kind, a.kernel_id, a.trigger.kind) for a in actions] == [
         ("cull", "idle-big", "idle_pressure")
     ]
     assert state.budget_victim is None
@@ -280,7 +290,7 @@ def test_pressure_from_outside_the_kernels_touches_no_kernel_and_names_the_proce
         if now == 0:
             (pressure,) = actions
             assert pressure.culprit["pid"] == 4242 and pressure.culprit["terminal"] == "1"
-            assert pressure.reason == (
+            assert reason(pressure) == (
                 "A process outside your notebooks, `python train.py` (pid 4242, terminal 1), "
                 "uses 1.7 GiB of the 2 GiB limit"
             )
@@ -412,7 +422,9 @@ def test_idle_timeout_culls_once():
     old = kernel("o", 100 * MB, idle_seconds=61)
     out, _ = run([(0, young, old), (1, young, old)], config)
     assert out == [[("cull", "o")], []]
-    assert [a.trigger for a in decide(snap(0, young, old), config, PolicyState())[0]] == ["idle"]
+    assert [a.trigger.kind for a in decide(snap(0, young, old), config, PolicyState())[0]] == [
+        "idle"
+    ]
 
 
 def test_no_idle_culling_by_default():
@@ -531,3 +543,63 @@ def test_an_outside_process_still_growing_is_the_cause_not_the_idle_kernels():
         if actions:
             break
     assert [a.kind for a in actions] == ["cull"]
+
+
+def test_a_single_kernel_growing_fast_is_never_pressure_from_outside():
+    # One kernel grows by 1.5 GiB in 3 s in a 2 GiB container. Each tick's budget and kernel
+    # figures are read at the same moment (outside_bytes), the outside staying at ~150 MiB.
+    config = settings(kernel_memory_limit="", cull_under_pressure=True)
+    state, kinds = PolicyState(), []
+    history: tuple[tuple[float, int], ...] = ()
+    for step in range(7):
+        now, grown = step * 0.5, 100 * MiB + step * 256 * MiB
+        history = (*history, (now, grown))
+        runaway = KernelState(
+            "runaway",
+            memory=ProcessTreeMemory(1, grown, grown, (1,), now),
+            execution_state="busy",
+            growth_bytes_per_s=512 * MiB if step else 0.0,
+            history=history,
+        )
+        idle = kernel("idle", rss=60 * MiB)
+        usage = grown + 60 * MiB + 150 * MiB
+        budget = Budget(2048 * MiB, "cgroup_v1", usage, "test", 24 * 2**30, outside_bytes=150 * MiB)
+        tick = Tick(step, now, budget, {"runaway": runaway, "idle": idle})
+        actions, state = decide(tick, config, state)
+        kinds += [(a.kind, a.kernel_id) for a in actions]
+    assert ("pressure", "") not in kinds, kinds
+    # The idle bystander is spared: the runaway is halted, as the budget's victim.
+    assert kinds == [("interrupt", "runaway")], kinds
+
+
+def test_pressure_figures_add_up():
+    # kernels + outside = usage in the trigger, and the words say the same figures.
+    config = settings(kernel_memory_limit="")
+    kernels = {"a": kernel("a", rss=150 * MiB)}
+    budget = Budget(2048 * MiB, "cgroup_v1", 1900 * MiB, "test", 0, outside_bytes=1750 * MiB)
+    actions, _ = decide(Tick(1, 1.0, budget, kernels), config, PolicyState())
+    (pressure,) = actions
+    t = pressure.trigger
+    assert t.kernel_bytes + 1750 * MiB == t.usage_bytes == 1900 * MiB
+    assert reason(pressure) == (
+        "Memory outside your notebooks fills the budget: 1.9 GiB of 2 GiB in use, "
+        "1.7 GiB of it outside the kernels"
+    )
+
+
+def test_containment_limit_is_the_kill_line_within_what_the_budget_leaves():
+    from jupyter_memguard.guard.policy import containment_limit
+
+    config = settings(kernel_memory_limit="")
+    budget = Budget(2048 * MiB, "cgroup_v1", 400 * MiB, "test", 0)
+    alone = KernelState(
+        "k", limit_bytes=2048 * MiB, memory=ProcessTreeMemory(1, 100 * MiB, 0, (1,), 0)
+    )
+    # Others hold 300 MiB: 0.95 × 2 GiB − 300 MiB is less than the kernel's own kill line.
+    assert containment_limit(alone, budget, config) == int(0.95 * 2048 * MiB) - 300 * MiB
+    # A per-kernel limit below that: its own kill line.
+    small = replace(alone, limit_bytes=512 * MiB)
+    assert containment_limit(small, budget, config) == int(0.95 * 512 * MiB)
+    # Others fill the budget: never below the kernel's own usage and a margin.
+    full = replace(budget, usage_bytes=2040 * MiB)
+    assert containment_limit(alone, full, config) == 100 * MiB + 64 * MiB

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -36,11 +37,16 @@ class OpaqueProvisioner:
         setattr(self._real, name, value)
 
 
-def hide_process(serverapp: Any, kernel_id: str) -> int:
-    """Make the kernel look remote to memguard; returns its real PID (for the test only)."""
+def hide_process(serverapp: Any, kernel_id: str, memguard: Any) -> int:
+    """Make the kernel look remote to memguard; returns its real PID (for the test only).
+
+    A remote kernel has no local process from its start; this one had one, so memguard's
+    record of its identity is made to forget it too."""
     kernel = serverapp.kernel_manager.get_kernel(kernel_id)
     real_pid = kernel.provisioner.pid
     kernel.provisioner = OpaqueProvisioner(kernel.provisioner)
+    lives = memguard.lifecycle._lives
+    lives[kernel_id] = replace(lives[kernel_id], pid=None, pgid=None, pid_start_ticks=None)
     return real_pid
 
 
@@ -66,7 +72,7 @@ async def test_remote_kernel_memory_from_usage_request(
     jp_fetch, jp_serverapp, memguard, start_kernel
 ):
     kernel = await start_kernel()
-    hide_process(jp_serverapp, kernel.id)
+    hide_process(jp_serverapp, kernel.id, memguard)
 
     async def measured() -> Any:
         await memguard.monitor.tick()
@@ -96,7 +102,7 @@ async def test_remote_kernel_that_does_not_answer_is_not_supported(
     jp_fetch, jp_serverapp, memguard, start_kernel
 ):
     kernel = await start_kernel()
-    real_pid = hide_process(jp_serverapp, kernel.id)
+    real_pid = hide_process(jp_serverapp, kernel.id, memguard)
     os.kill(real_pid, signal.SIGSTOP)  # a kernel that cannot answer any request
     try:
 

@@ -127,7 +127,7 @@ class TestRealOomKill:
             assert group.oom_kills() >= 1
         assert record["verdict"] == "oom_killed", record
         assert record["evidence"]["exit_signal"] == "SIGKILL"
-        if memguard.deaths.kmsg.available:
+        if memguard.deaths.kernel_log.available:
             assert record["confidence"] == "confirmed"
             assert any(str(info["pid"]) in line for line in record["evidence"]["kmsg_lines"])
         else:

@@ -1,87 +1,14 @@
-"""Why a kernel ended: parse kernel OOM log lines and classify a termination (pure, no I/O)."""
+"""Why a kernel ended: classify a termination from its facts (pure, no I/O)."""
 
 from __future__ import annotations
 
-import re
 import signal
 from dataclasses import dataclass
 from typing import Any
 
-from ..models import Confidence, Verdict
+from ..models import Confidence, OomKill, Verdict
 from ..probe.gpu_oom import GpuOomError
 from ..units import Units, human_bytes
-
-_KMSG_PREFIX = re.compile(r"^\d+,\d+,\d+,[^;]*;")
-_DMESG_PREFIX = re.compile(r"^\[\s*\d+\.\d+\]\s*")
-_KILLED = re.compile(
-    r"(?:(?P<scope>Memory cgroup out of memory|Out of memory(?: \(oom_kill_allocating_task\))?):\s*)?"
-    r"Kill(?:ed)? process (?P<pid>\d+) \((?P<name>[^)]*)\)"
-    r"(?P<rest>.*)$"
-)
-_KB_FIELD = re.compile(r"(?P<key>total-vm|anon-rss|file-rss|shmem-rss):(?P<kb>\d+)kB")
-_OOM_KILL = re.compile(r"oom-kill:(?P<fields>\S+)")
-
-
-@dataclass(frozen=True)
-class OomKill:
-    """One OOM-killer victim, as the kernel log reported it."""
-
-    pid: int
-    process_name: str | None
-    anon_rss_bytes: int | None
-    total_vm_bytes: int | None
-    constraint: str | None
-    memcg: str | None
-    raw: str
-
-
-def _strip(line: str) -> str:
-    line = line.strip()
-    line = _KMSG_PREFIX.sub("", line, count=1)
-    return _DMESG_PREFIX.sub("", line, count=1)
-
-
-def parse_oom_line(line: str) -> OomKill | None:
-    """Parse an OOM-killer line (modern, pre-4.19, cgroup, oom-kill summary); None otherwise."""
-    text = _strip(line)
-    summary = _OOM_KILL.search(text)
-    if summary:
-        fields = dict(
-            part.split("=", 1) for part in summary.group("fields").split(",") if "=" in part
-        )
-        if "pid" not in fields or not fields["pid"].isdigit():
-            return None
-        return OomKill(
-            pid=int(fields["pid"]),
-            process_name=fields.get("task"),
-            anon_rss_bytes=None,
-            total_vm_bytes=None,
-            constraint=fields.get("constraint"),
-            memcg=fields.get("task_memcg") or fields.get("oom_memcg"),
-            raw=text,
-        )
-    match = _KILLED.search(text)
-    if not match:
-        return None
-    # "Kill process … or sacrifice child" (pre-4.19) and "Killed process …" both name the victim,
-    # but a bare "Killed process" is only accepted with its memory figures, so that unrelated
-    # messages that happen to say "killed process" are not taken for the OOM killer.
-    rest = match.group("rest")
-    sizes = {m.group("key"): int(m.group("kb")) * 1024 for m in _KB_FIELD.finditer(rest)}
-    if match.group("scope") is None and not sizes and "sacrifice child" not in rest:
-        return None
-    constraint = (
-        "CONSTRAINT_MEMCG" if (match.group("scope") or "").startswith("Memory cgroup") else None
-    )
-    return OomKill(
-        pid=int(match.group("pid")),
-        process_name=match.group("name"),
-        anon_rss_bytes=sizes.get("anon-rss"),
-        total_vm_bytes=sizes.get("total-vm"),
-        constraint=constraint,
-        memcg=None,
-        raw=text,
-    )
 
 
 @dataclass(frozen=True)
@@ -94,6 +21,7 @@ class TerminationFacts:
     returncode: int | None = None
     intent: str | None = None
     intent_reason: str | None = None
+    trigger: dict[str, Any] | None = None  # memguard's structured reason (Trigger.to_json())
     user_action: str | None = None
     server_shutdown: bool = False
     oom_kills: tuple[OomKill, ...] = ()
@@ -115,6 +43,11 @@ class TerminationFacts:
     recent_cells: tuple[dict[str, Any], ...] = ()  # the last cells, newest first
     history: tuple[tuple[float, int], ...] = ()  # its last memory samples (time, bytes)
     idle_kernels: tuple[dict[str, Any], ...] = ()  # other kernels idle with memory then
+    # The kernel's own memory cgroup (guard.kernel_cgroups), where it has one:
+    kernel_cgroup_path: str | None = None
+    kernel_cgroup_limit_bytes: int | None = None
+    kernel_cgroup_oom_kill_before: tuple[int, int] | None = None  # (kills, own limit hits)
+    kernel_cgroup_oom_kill_after: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -164,6 +97,7 @@ def _evidence(facts: TerminationFacts, matched: OomKill | None) -> dict[str, Any
         "matched_pid": matched.pid if matched else None,
         "intent": facts.intent,
         "intent_reason": facts.intent_reason,
+        "trigger": facts.trigger,
         "gpu_last_bytes": facts.gpu_last_bytes,
         "gpu_peak_bytes": facts.gpu_peak_bytes,
         "gpu_oom_errors": list(facts.gpu_oom_errors),
@@ -172,7 +106,25 @@ def _evidence(facts: TerminationFacts, matched: OomKill | None) -> dict[str, Any
         "recent_cells": list(facts.recent_cells),
         "history": [[round(t, 3), b] for t, b in facts.history],
         "idle_kernels": list(facts.idle_kernels),
+        "kernel_cgroup_path": facts.kernel_cgroup_path,
+        "kernel_cgroup_limit_bytes": facts.kernel_cgroup_limit_bytes,
+        "kernel_cgroup_oom_kill_before": facts.kernel_cgroup_oom_kill_before,
+        "kernel_cgroup_oom_kill_after": facts.kernel_cgroup_oom_kill_after,
+        "contained": _contained(facts, matched),
     }
+
+
+def _contained(facts: TerminationFacts, matched: OomKill | None) -> bool:
+    """The OOM kill happened at the kernel's own memory cgroup's limit: the kernel log's
+    summary names that cgroup as the one whose limit was hit, or both its kill counter and its
+    limit-hit counter rose. The rest of the server was spared."""
+    name = (facts.kernel_cgroup_path or "").rstrip("/").rsplit("/", 1)[-1]
+    if matched is not None and matched.oom_memcg and name:
+        return matched.oom_memcg.rstrip("/").endswith(name)
+    before, after = facts.kernel_cgroup_oom_kill_before, facts.kernel_cgroup_oom_kill_after
+    if before is None or after is None:
+        return False
+    return after[0] > before[0] and after[1] > before[1]
 
 
 def describe_gpu_oom(error: dict[str, Any]) -> str:
@@ -222,6 +174,13 @@ def classify(facts: TerminationFacts) -> Classification:
             "confirmed",
             f"The kernel was shut down by memguard because it was idle{why}.",
         )
+    if facts.intent == "server_cull":
+        return result(
+            "culled_idle",
+            "confirmed",
+            "The kernel was shut down by jupyter_server's idle culler "
+            "(c.MappingKernelManager.cull_idle_timeout), told by the culler's own call.",
+        )
     if facts.user_action == "shutdown":
         return result("user_shutdown", "confirmed", "The kernel was shut down on request.")
     if facts.user_action == "restart":
@@ -232,12 +191,21 @@ def classify(facts: TerminationFacts) -> Classification:
         )
     if matched is not None:
         who = "the kernel" if matched.pid == facts.pid else f"its process {matched.pid}"
+        where = " inside its own memory cgroup" if evidence["contained"] else ""
         return result(
             "oom_killed",
             "confirmed",
-            f"The kernel was killed by the system's out-of-memory killer (the kernel log names {who}){usage}.",
+            f"The kernel was killed by the system's out-of-memory killer{where} (the kernel log "
+            f"names {who}){usage}.",
         )
     code = facts.returncode
+    if code == -signal.SIGKILL and evidence["contained"]:
+        return result(
+            "oom_killed",
+            "confirmed",
+            "The kernel was killed (SIGKILL) while the out-of-memory counter of its own memory "
+            f"cgroup rose: it reached its own limit and was stopped there{usage}.",
+        )
     if code == -signal.SIGKILL:
         if _rose(facts.cgroup_oom_kill_before, facts.cgroup_oom_kill_after) or _rose(
             facts.system_oom_kill_before, facts.system_oom_kill_after
@@ -275,9 +243,12 @@ def classify_child_oom(
     kernel_rss_bytes: int | None = None,
     limit_bytes: int | None = None,
     limit_source: str | None = None,
+    kernel_cgroup_path: str | None = None,
 ) -> Classification:
     """A child process of a kernel was OOM-killed while the kernel itself survived."""
     name = f" ({oom.process_name})" if oom.process_name else ""
+    own = (kernel_cgroup_path or "").rstrip("/").rsplit("/", 1)[-1]
+    contained = bool(own and oom.oom_memcg and oom.oom_memcg.rstrip("/").endswith(own))
     size = f", using {human_bytes(oom.anon_rss_bytes)}" if oom.anon_rss_bytes else ""
     evidence = {
         "exit_signal": "SIGKILL",
@@ -290,12 +261,15 @@ def classify_child_oom(
         "matched_pid": oom.pid,
         "child_pid": oom.pid,
         "child_anon_rss_bytes": oom.anon_rss_bytes,
+        "kernel_cgroup_path": kernel_cgroup_path,
+        "contained": contained,
     }
+    where = " at the kernel's own memory limit" if contained else ""
     return Classification(
         "child_oom_killed",
         "confirmed",
-        f"A child process {oom.pid}{name} of the kernel was killed by the out-of-memory killer{size}; "
-        "the kernel itself is still running.",
+        f"A child process {oom.pid}{name} of the kernel was killed by the out-of-memory killer"
+        f"{where}{size}; the kernel itself is still running.",
         evidence,
     )
 
@@ -337,4 +311,94 @@ def classify_gpu_oom(
         f"A cell failed with a GPU out-of-memory error ({describe_gpu_oom(error)}); the kernel itself is "
         f"still running.{_gpu_phrase(kernel_gpu)}",
         evidence,
+    )
+
+
+@dataclass(frozen=True)
+class ServerDeathFacts:
+    """What is known of one kernel of a server that stopped abruptly (read at the next start)."""
+
+    kernel: dict[str, Any]  # the kernel as the dead server's last heartbeat gave it
+    budget: dict[str, Any]  # the budget then
+    heartbeat_at: float | None
+    heartbeat_interval_s: float
+    session_started_at: float
+    same_boot: bool
+    oom_kill_before: int | None = None  # the budget's cgroup OOM counter at the heartbeat
+    oom_kill_after: int | None = None  # ... and now (None: that cgroup is gone or unreadable)
+    halt_fraction: float = 0.9
+    kill_fraction: float = 0.95
+    left_running: bool = False  # its process outlived the server
+    orphan_pid: int | None = None
+    orphan_bytes: int | None = None
+    orphan_action: str | None = None  # "stopped" | "kept" | "could not stop"
+
+
+def _racing(kernel: dict[str, Any], facts: ServerDeathFacts) -> bool:
+    """Whether the kernel's growth would have reached its kill line before the next heartbeat."""
+    used, limit = kernel.get("used_bytes"), kernel.get("limit_bytes")
+    growth = kernel.get("growth_bytes_per_s") or 0
+    if not isinstance(used, int) or not isinstance(limit, int) or limit <= 0 or growth <= 0:
+        return False
+    return used + growth * facts.heartbeat_interval_s >= facts.kill_fraction * limit
+
+
+def classify_server_death(facts: ServerDeathFacts) -> Classification:
+    """The server stopped without its clean stop: why, as far as the evidence goes.
+
+    "The whole container ran out of memory" only where the evidence points there: the
+    container's OOM counter rose (readable when the same cgroup is still there), or, where the
+    counters cannot be read any more (a new container), the last heartbeat had the budget near
+    its limit or a kernel racing toward it. A counter that is readable and did not move rules
+    the OOM killer out; with nothing to go on, the cause is unknown.
+    """
+    budget, kernel = facts.budget, facts.kernel
+    usage, limit = budget.get("usage_bytes"), budget.get("limit_bytes")
+    near = isinstance(usage, int) and isinstance(limit, int) and limit > 0
+    near = near and usage >= facts.halt_fraction * limit
+    racing = _racing(kernel, facts)
+    readable = facts.oom_kill_before is not None and facts.oom_kill_after is not None
+    counted = readable and facts.oom_kill_after > facts.oom_kill_before  # type: ignore[operator]
+    if counted:
+        cause, confidence = "container_oom_counted", "high"
+        why = "the container's out-of-memory counter rose: it ran out of memory"
+    elif not readable and (near or racing):
+        cause, confidence = "container_oom", "medium"
+        why = (
+            "its last heartbeat had the memory close to the limit: most likely the whole "
+            "container ran out of memory and was killed"
+        )
+    else:
+        cause, confidence = "unknown", "low"
+        why = (
+            "the container's out-of-memory counter did not move, so it was not the OOM killer"
+            if readable
+            else "nothing recorded says why"
+        )
+    evidence = {
+        "cause": cause,
+        "last_heartbeat_at": facts.heartbeat_at,
+        "session_started_at": facts.session_started_at,
+        "same_boot": facts.same_boot,
+        "path": kernel.get("path"),
+        "used_bytes": kernel.get("used_bytes"),
+        "last_rss_bytes": kernel.get("used_bytes"),
+        "limit_bytes": kernel.get("limit_bytes"),
+        "growth_bytes_per_s": kernel.get("growth_bytes_per_s"),
+        "execution_state": kernel.get("execution_state"),
+        "running_cell": kernel.get("running_cell"),
+        "budget_usage_bytes": usage,
+        "budget_limit_bytes": limit,
+        "budget_limit_source": budget.get("limit_source"),
+        "near_limit": near,
+        "racing": racing,
+        "oom_kill_before": facts.oom_kill_before,
+        "oom_kill_after": facts.oom_kill_after,
+        "left_running": facts.left_running,
+        "orphan_pid": facts.orphan_pid,
+        "orphan_bytes": facts.orphan_bytes,
+        "orphan_action": facts.orphan_action,
+    }
+    return Classification(
+        "server_died", confidence, f"The Jupyter server stopped abruptly: {why}.", evidence
     )

@@ -1,4 +1,4 @@
-"""The durable journal: one SQLite file of terminations, intents and checkpoints.
+"""The durable journal: one SQLite file of terminations, intents, server sessions, checkpoints.
 
 WAL mode, so the CLI (another process) can read while the server writes. Writes come from
 worker threads, serialised by a lock. A file that is not a readable journal is moved aside
@@ -18,9 +18,23 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ..models import Intent, Trigger
+from . import privacy
+
 log = logging.getLogger("jupyter_memguard")
 
-SCHEMA_VERSION = 1
+
+def _loads(text: str | None) -> Any:
+    """JSON stored by this journal, or None where there is none (or it is unreadable)."""
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS terminations (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -43,11 +57,34 @@ CREATE TABLE IF NOT EXISTS intents (
     kind TEXT NOT NULL,
     reason TEXT NOT NULL,
     created_at REAL NOT NULL,
-    consumed_at REAL
+    consumed_at REAL,
+    trigger TEXT
 );
 CREATE INDEX IF NOT EXISTS intents_kernel ON intents (kernel_id, created_at);
 CREATE TABLE IF NOT EXISTS checkpoints (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sessions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    pid INTEGER NOT NULL,
+    pid_start_ticks INTEGER,
+    boot_id TEXT,
+    hostname TEXT,
+    runtime_dir TEXT,
+    started_at REAL NOT NULL,
+    heartbeat_at REAL,
+    state TEXT,
+    stopped_at REAL,
+    examined_at REAL
+);
 """
+# Columns added since schema 1 (a journal written by an older memguard gets them at open).
+_MIGRATIONS = (("intents", "trigger", "TEXT"),)
+
+
+def default_journal_path() -> Path:
+    """Where the journal lives unless c.MemGuard.journal_path says otherwise."""
+    from jupyter_core.paths import jupyter_data_dir
+
+    return Path(jupyter_data_dir()) / "memguard" / "journal.sqlite"
 
 
 class JournalError(RuntimeError):
@@ -75,15 +112,20 @@ class TerminationRecord:
 
 
 @dataclass(frozen=True)
-class Intent:
-    """memguard's note, written before it signals a kernel, of what it is about to do."""
+class ServerSession:
+    """One run of a server on this journal: from its start to its clean stop, or not."""
 
     id: int
-    kernel_id: str
-    kind: str
-    reason: str
-    created_at: float
-    consumed_at: float | None
+    pid: int
+    pid_start_ticks: int | None
+    boot_id: str | None
+    hostname: str | None
+    runtime_dir: str | None
+    started_at: float
+    heartbeat_at: float | None
+    state: dict[str, Any] | None  # the last heartbeat (kernels, budget)
+    stopped_at: float | None
+    examined_at: float | None
 
 
 class Journal:
@@ -106,11 +148,16 @@ class Journal:
         if readonly:
             self._db = self._connect_readonly()
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if str(path) != ":memory:":
+            privacy.make_private_dir(self.path.parent)
+            privacy.tighten(self.path)  # a journal made by an older memguard, or by hand
+            privacy.create_private(self.path)
         try:
             self._db = self._open()
         except (sqlite3.DatabaseError, JournalError) as error:
             self._db = self._recover(error)
+        if str(path) != ":memory:":
+            privacy.tighten(self.path)
 
     @classmethod
     def open_readonly(cls, path: str | Path) -> Journal:
@@ -142,6 +189,10 @@ class Journal:
             if version > SCHEMA_VERSION:
                 raise JournalError(f"schema version {version} is newer than {SCHEMA_VERSION}")
             db.executescript(_SCHEMA)
+            for table, column, kind in _MIGRATIONS:
+                columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+                if column not in columns:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             check = db.execute("PRAGMA quick_check").fetchone()[0]
             if check != "ok":
@@ -165,15 +216,20 @@ class Journal:
             side = Path(str(self.path) + suffix)
             if side.exists():
                 os.replace(side, Path(str(aside) + suffix))
+        privacy.tighten(aside)  # what was set aside holds code too
         self.recovered_from = aside
+        privacy.create_private(self.path)
         return self._open()
 
     # ------------------------------------------------------------------ intents
-    def record_intent(self, kernel_id: str, kind: str, reason: str, now: float) -> int:
+    def record_intent(
+        self, kernel_id: str, kind: str, trigger: Trigger, reason: str, now: float
+    ) -> int:
         with self._lock, self._db:
             cursor = self._db.execute(
-                "INSERT INTO intents (kernel_id, kind, reason, created_at) VALUES (?, ?, ?, ?)",
-                (kernel_id, kind, reason, now),
+                "INSERT INTO intents (kernel_id, kind, reason, created_at, trigger) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (kernel_id, kind, reason, now, json.dumps(trigger.to_json())),
             )
         return int(cursor.lastrowid or 0)
 
@@ -181,12 +237,15 @@ class Journal:
         """The newest intent for this kernel not yet matched to a termination."""
         with self._lock:
             row = self._db.execute(
-                "SELECT id, kernel_id, kind, reason, created_at, consumed_at FROM intents "
+                "SELECT id, kernel_id, kind, trigger, reason, created_at, consumed_at FROM intents "
                 "WHERE kernel_id = ? AND consumed_at IS NULL AND created_at >= ? "
                 "ORDER BY created_at DESC, id DESC LIMIT 1",
                 (kernel_id, now - max_age_s),
             ).fetchone()
-        return Intent(*row) if row else None
+        if not row:
+            return None
+        trigger = Trigger.from_json(_loads(row[3]))
+        return Intent(row[0], row[1], row[2], trigger, row[4], row[5], row[6])
 
     def consume_intent(self, intent_id: int, now: float) -> None:
         with self._lock, self._db:
@@ -194,6 +253,7 @@ class Journal:
 
     # ------------------------------------------------------------------ terminations
     def add_termination(self, record: TerminationRecord) -> int:
+        """Insert one record and apply retention, in one transaction."""
         with self._lock, self._db:
             cursor = self._db.execute(
                 "INSERT INTO terminations (kernel_id, kernel_name, path, pid, started_at, ended_at, "
@@ -211,7 +271,7 @@ class Journal:
                     json.dumps(record.evidence, default=str),
                 ),
             )
-        self.prune(time.time())
+            self._prune(time.time())
         return int(cursor.lastrowid or 0)
 
     def terminations(
@@ -250,18 +310,71 @@ class Journal:
         if self.readonly:
             return 0
         with self._lock, self._db:
-            old = self._db.execute(
-                "DELETE FROM terminations WHERE ended_at < ?", (now - self.max_days * 86400,)
-            ).rowcount
-            extra = self._db.execute(
-                "DELETE FROM terminations WHERE id NOT IN "
-                "(SELECT id FROM terminations ORDER BY ended_at DESC, id DESC LIMIT ?)",
-                (self.max_rows,),
-            ).rowcount
-            self._db.execute(
-                "DELETE FROM intents WHERE created_at < ?", (now - self.max_days * 86400,)
-            )
+            return self._prune(now)
+
+    def _prune(self, now: float) -> int:
+        """Retention inside the caller's transaction (the lock held)."""
+        old = self._db.execute(
+            "DELETE FROM terminations WHERE ended_at < ?", (now - self.max_days * 86400,)
+        ).rowcount
+        extra = self._db.execute(
+            "DELETE FROM terminations WHERE id NOT IN "
+            "(SELECT id FROM terminations ORDER BY ended_at DESC, id DESC LIMIT ?)",
+            (self.max_rows,),
+        ).rowcount
+        self._db.execute("DELETE FROM intents WHERE created_at < ?", (now - self.max_days * 86400,))
         return old + extra
+
+    # ------------------------------------------------------------------ server sessions
+    def start_session(
+        self,
+        pid: int,
+        pid_start_ticks: int | None,
+        boot_id: str | None,
+        hostname: str | None,
+        runtime_dir: str | None,
+        now: float,
+    ) -> int:
+        """This server's row: a session that is never stopped cleanly is examined later."""
+        with self._lock, self._db:
+            cursor = self._db.execute(
+                "INSERT INTO sessions (pid, pid_start_ticks, boot_id, hostname, runtime_dir, "
+                "started_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (pid, pid_start_ticks, boot_id, hostname, runtime_dir, now),
+            )
+            # Sessions are small; keep the last few hundred.
+            self._db.execute(
+                "DELETE FROM sessions WHERE id NOT IN "
+                "(SELECT id FROM sessions ORDER BY id DESC LIMIT 500)"
+            )
+        return int(cursor.lastrowid or 0)
+
+    def heartbeat(self, session_id: int, now: float, state: dict[str, Any]) -> None:
+        """The server's state now (its kernels and the budget), over the last one."""
+        with self._lock, self._db:
+            self._db.execute(
+                "UPDATE sessions SET heartbeat_at = ?, state = ? WHERE id = ?",
+                (now, json.dumps(state, separators=(",", ":"), default=str), session_id),
+            )
+
+    def stop_session(self, session_id: int, now: float) -> None:
+        with self._lock, self._db:
+            self._db.execute("UPDATE sessions SET stopped_at = ? WHERE id = ?", (now, session_id))
+
+    def unfinished_sessions(self, exclude: int | None = None) -> list[ServerSession]:
+        """Sessions that never stopped cleanly and were not examined yet, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, pid, pid_start_ticks, boot_id, hostname, runtime_dir, started_at, "
+                "heartbeat_at, state, stopped_at, examined_at FROM sessions "
+                "WHERE stopped_at IS NULL AND examined_at IS NULL AND id != ? ORDER BY id",
+                (exclude if exclude is not None else -1,),
+            ).fetchall()
+        return [ServerSession(*row[:8], _loads(row[8]), row[9], row[10]) for row in rows]
+
+    def mark_examined(self, session_id: int, now: float) -> None:
+        with self._lock, self._db:
+            self._db.execute("UPDATE sessions SET examined_at = ? WHERE id = ?", (now, session_id))
 
     # ------------------------------------------------------------------ checkpoints
     def get_checkpoint(self, name: str) -> str | None:

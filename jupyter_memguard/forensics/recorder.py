@@ -1,7 +1,9 @@
 """The one place a kernel's end becomes a record: journal, log line, event and metric.
 
-Every source of deaths (forensics.sources) hands its verdict here, so a termination is written,
-logged, announced and counted the same way whatever noticed it.
+Every source of ends (forensics.deaths, the server-death examination at start) hands its
+verdict here, so a record is written, logged, announced and counted the same way whatever
+noticed it. Writes are tracked: the server's stop waits for them (bounded) before the journal
+closes, so no record is lost at stop.
 """
 
 from __future__ import annotations
@@ -10,36 +12,24 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
-from ..probe.gpu_oom import GpuOomError
+from ..models import EventSink
 from ..settings import MemGuardSettings
 from ..units import Units
-from ..views.events import EventEmitter
+from ..wording import describe, verdict_info
 from .classify import Classification
 from .journal import Journal, TerminationRecord
-from .wording import describe
 
-QUIET_VERDICTS = ("user_shutdown", "user_restart", "server_shutdown")
+if TYPE_CHECKING:
+    from ..lifecycle import KernelLife
 
 
-@dataclass
-class LastSeen:
-    """The last facts known about one kernel process, kept for when it ends."""
+class Subject(Protocol):
+    """The kernel a record is about (forensics.deaths.KernelFacts, or a dead server's kernel)."""
 
-    kernel_id: str
-    name: str
-    pid: int | None
-    pids: tuple[int, ...]
+    life: KernelLife
     path: str | None
-    started_at: float
-    last_rss: int | None
-    peak_rss: int | None
-    gpu_last: int | None = None
-    gpu_peak: int | None = None
-    gpu_ooms: list[GpuOomError] = field(default_factory=list)
-    gpu_oom_recorded_at: float = -1e9
-    awaiting_restart: bool = False  # its process died and was recorded; no new one seen yet
 
 
 def open_journal(settings: MemGuardSettings, log: logging.Logger) -> Journal:
@@ -61,7 +51,7 @@ class Recorder:
     def __init__(
         self,
         journal: Journal,
-        events: EventEmitter,
+        events: EventSink,
         log: logging.Logger,
         path_of: Callable[[str], Awaitable[str | None]],
         units: Units = "binary",
@@ -73,21 +63,45 @@ class Recorder:
         self.path_of = path_of
         self.recorded = 0
         self.on_recorded: list[Callable[[str], None]] = []  # e.g. the Prometheus counter
+        self._pending: set[asyncio.Future[Any]] = set()
 
-    async def record(self, seen: LastSeen, verdict: Classification) -> int | None:
-        """Record one termination; returns its journal row id (None if the write failed)."""
-        if seen.path is None:
+    def track(self, work: Awaitable[Any]) -> None:
+        """Run a piece of recording work in the background; ``drain`` waits for it."""
+        task = asyncio.ensure_future(work)
+        self._pending.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Future[Any]) -> None:
+        self._pending.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.log.error("memguard: recording failed", exc_info=task.exception())
+
+    async def drain(self, timeout: float = 10.0) -> int:
+        """Wait for the records under way (at stop, before the journal closes); returns how
+        many were still unfinished when the time ran out."""
+        deadline = time.monotonic() + timeout
+        while self._pending and time.monotonic() < deadline:
+            await asyncio.wait(list(self._pending), timeout=deadline - time.monotonic())
+        return len(self._pending)
+
+    async def record(
+        self, subject: Subject, verdict: Classification, ended_at: float | None = None
+    ) -> int | None:
+        """Record one termination (or survived incident); returns its journal row id (None if
+        the write failed)."""
+        life = subject.life
+        if subject.path is None:
             # The session may be younger than the monitor's cached paths (e.g. a cell that
             # fails in the kernel's first second): ask the session manager afresh.
-            seen.path = await self.path_of(seen.kernel_id)
+            subject.path = await self.path_of(life.kernel_id)
         record = TerminationRecord(
             id=None,
-            kernel_id=seen.kernel_id,
-            kernel_name=seen.name or None,
-            path=seen.path,
-            pid=seen.pid,
-            started_at=seen.started_at,
-            ended_at=time.time(),
+            kernel_id=life.kernel_id,
+            kernel_name=life.name or None,
+            path=subject.path,
+            pid=life.pid,
+            started_at=life.started_at,
+            ended_at=time.time() if ended_at is None else ended_at,
             verdict=verdict.verdict,
             confidence=verdict.confidence,
             explanation=verdict.explanation,
@@ -101,26 +115,26 @@ class Recorder:
         self.recorded += 1
         for callback in self.on_recorded:
             callback(verdict.verdict)
-        log = self.log.info if verdict.verdict in QUIET_VERDICTS else self.log.warning
-        log(
-            "memguard: kernel %s ended: %s (%s) %s",
-            seen.kernel_id,
+        quiet = verdict_info(verdict.verdict).quiet
+        (self.log.info if quiet else self.log.warning)(
+            "memguard: kernel %s: %s (%s) %s",
+            life.kernel_id,
             verdict.verdict,
             verdict.confidence,
             verdict.explanation,
         )
-        words = describe(record.to_json(), self.units)
         self.events.emit(
             "kernel_terminated",
             {
-                **words,
-                "kernel_id": seen.kernel_id,
-                "kernel_name": seen.name or None,
-                "path": seen.path,
+                **describe(record.to_json(), self.units),
+                "kernel_id": life.kernel_id,
+                "kernel_name": life.name or None,
+                "path": subject.path,
                 "verdict": verdict.verdict,
                 "confidence": verdict.confidence,
                 "explanation": verdict.explanation,
                 "evidence": verdict.evidence,
+                "trigger": verdict.evidence.get("trigger"),
                 "termination_id": row_id,
                 "ended_at": record.ended_at,
             },

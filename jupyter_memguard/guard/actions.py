@@ -1,8 +1,9 @@
 """Carrying out the policy's actions on real kernels: events, intent records, signals.
 
-Safety rules: an intent is written before any signal; only the process group and the
-descendants of a kernel of this server are ever signalled; never this server's own
-process or process group.
+Safety rules: an intent (with its structured trigger) is written before any signal; only the
+process group and the descendants of a kernel of this server are ever signalled; never this
+server's own process or process group. The runner keeps no per-kernel state: the policy says
+which step begins an escalation (``Action.first``).
 """
 
 from __future__ import annotations
@@ -15,10 +16,19 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..models import Action, Tick
+from ..models import Action, EventSink, Tick, Trigger
+from ..probe.orphans import Orphan, still_there
 from ..probe.server import KernelManager, ServerKernel, find_kernel
 from ..settings import MemGuardSettings
-from ..views.events import EventEmitter
+from ..wording import (
+    action_reason,
+    cull_words,
+    gpu_pressure_words,
+    halting_words,
+    pressure_words,
+    step_words,
+    warning_words,
+)
 
 PROC = Path("/proc")
 
@@ -26,7 +36,9 @@ PROC = Path("/proc")
 class IntentStore(Protocol):
     """Where intents go before memguard signals a kernel (the journal)."""
 
-    def record_intent(self, kernel_id: str, kind: str, reason: str, now: float) -> int: ...
+    def record_intent(
+        self, kernel_id: str, kind: str, trigger: Trigger, reason: str, now: float
+    ) -> int: ...
 
 
 def signal_kernel(kernel: ServerKernel, pids: tuple[int, ...], signum: int) -> list[int]:
@@ -72,7 +84,7 @@ class ActionRunner:
         settings: MemGuardSettings,
         kernel_manager: KernelManager,
         intents: IntentStore,
-        events: EventEmitter,
+        events: EventSink,
         log: logging.Logger,
     ) -> None:
         self.settings = settings
@@ -80,7 +92,6 @@ class ActionRunner:
         self.intents = intents
         self.events = events
         self.log = log
-        self.halting: set[str] = set()
         self.tasks: set[asyncio.Task[Any]] = set()
         self._oom_adjusted: set[int] = set()
 
@@ -104,84 +115,92 @@ class ActionRunner:
                 self._oom_adjusted.add(pid)
         self._oom_adjusted &= workload
 
-    def _spawn(self, coro: Any) -> None:
+    def spawn(self, coro: Any) -> None:
+        """Run a step in the background; stop() waits for what is left."""
         task = asyncio.ensure_future(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _record_intent(self, kernel_id: str, kind: str, reason: str) -> None:
-        await asyncio.to_thread(self.intents.record_intent, kernel_id, kind, reason, time.time())
-
-    def forget(self, kernel_id: str) -> None:
-        self.halting.discard(kernel_id)
+    async def _record_intent(self, action: Action, kind: str) -> None:
+        reason = action_reason(action, self.settings.display_units)
+        await asyncio.to_thread(
+            self.intents.record_intent, action.kernel_id, kind, action.trigger, reason, time.time()
+        )
 
     async def carry_out(self, action: Action, tick: Tick) -> None:
         """Carry out one action (or only report it in dry-run mode)."""
         kid = action.kernel_id
         kernel = tick.kernels.get(kid)
         path = kernel.path if kernel is not None else None
+        units = self.settings.display_units
         dry = self.settings.dry_run
-        base = {"kernel_id": kid, "path": path}
+        trigger = action.trigger
+        base = {"kernel_id": kid, "path": path, "trigger": trigger.to_json()}
+        reason = action_reason(action, units)
         if action.kind == "warn":
-            fraction = (action.usage_bytes or 0) / action.limit_bytes if action.limit_bytes else 0.0
-            self.log.warning("memguard: %s (%s)", action.reason, kid)
+            self.log.warning("memguard: %s (%s)", reason, kid)
+            limit = trigger.limit_bytes or 0
+            s = self.settings
             self.events.emit(
                 "memory_warning",
                 {
                     **base,
-                    "usage_bytes": action.usage_bytes or 0,
-                    "limit_bytes": action.limit_bytes or 0,
-                    "fraction": round(fraction, 4),
-                    "trigger": action.trigger,
+                    "usage_bytes": trigger.usage_bytes or 0,
+                    "limit_bytes": limit,
+                    "warn_bytes": int(s.warn_fraction * limit),
+                    "halt_bytes": int(s.halt_fraction * limit),
+                    "kill_bytes": int(s.kill_fraction * limit),
+                    "fraction": round((trigger.usage_bytes or 0) / limit, 4) if limit else 0.0,
+                    "variables": None,
+                    **warning_words(trigger, None, int(s.halt_fraction * limit), units),
                 },
             )
             return
         if action.kind == "gpu_notify":
-            self.log.warning("memguard: %s (%s)", action.reason, kid)
+            self.log.warning("memguard: %s (%s)", reason, kid)
+            culprit = dict(action.culprit or {})
+            words = gpu_pressure_words(culprit, units)
             self.events.emit(
-                "gpu_pressure",
-                {
-                    "kernel_id": kid,
-                    "path": path,
-                    "message": action.reason,
-                    **(dict(action.culprit) if action.culprit else {}),
-                },
+                "gpu_pressure", {**base, "message": words["summary"], **culprit, **words}
             )
             return
         if action.kind == "pressure":
-            self.log.warning(
-                "memguard: memory pressure from outside the kernels: %s", action.reason
-            )
+            self.log.warning("memguard: memory pressure from outside the kernels: %s", reason)
+            culprit = dict(action.culprit) if action.culprit else None
+            usage = trigger.usage_bytes or 0
             self.events.emit(
                 "memory_pressure",
                 {
-                    "usage_bytes": action.usage_bytes or 0,
-                    "limit_bytes": action.limit_bytes or 0,
-                    "message": action.reason,
-                    "culprit": dict(action.culprit) if action.culprit else None,
+                    "usage_bytes": usage,
+                    "limit_bytes": trigger.limit_bytes or 0,
+                    "kernels_bytes": trigger.kernel_bytes or 0,
+                    "outside_bytes": max(0, usage - (trigger.kernel_bytes or 0)),
+                    "culprit": culprit,
+                    "trigger": trigger.to_json(),
+                    **pressure_words(trigger, culprit, units),
                 },
             )
             return
         if action.kind == "cull":
             idle = kernel.idle_seconds if kernel is not None else 0.0
             self.log.warning(
-                "memguard: %sculling kernel %s: %s", "(dry run) " if dry else "", kid, action.reason
+                "memguard: %sculling kernel %s: %s", "(dry run) " if dry else "", kid, reason
             )
             if not dry:
-                await self._record_intent(kid, "cull", action.reason)
+                await self._record_intent(action, "cull")
             self.events.emit(
                 "kernel_culled",
                 {
                     **base,
                     "idle_seconds": float(idle),
-                    "usage_bytes": action.usage_bytes,
-                    "reason": action.reason,
-                    "trigger": action.trigger,
+                    "usage_bytes": trigger.kernel_bytes,
+                    "reason": reason,
                     "dry_run": dry,
+                    **cull_words(trigger, units),
                 },
             )
             if not dry:
-                self._spawn(self._shutdown(kid, now=False))
+                self.spawn(self._shutdown(kid, now=False))
             return
         await self.halt_step(action, tick, dry)
 
@@ -190,40 +209,38 @@ class ActionRunner:
         kid = action.kernel_id
         state = tick.kernels.get(kid)
         path = state.path if state is not None else None
-        if kid not in self.halting:
-            self.halting.add(kid)
+        trigger = action.trigger
+        units = self.settings.display_units
+        reason = action_reason(action, units)
+        base = {"kernel_id": kid, "path": path, "trigger": trigger.to_json(), "dry_run": dry}
+        if action.first:
             if not dry:
-                kind = "admin_halt" if action.trigger == "admin" else "halt"
-                await self._record_intent(kid, kind, action.reason)
+                await self._record_intent(
+                    action, "admin_halt" if trigger.kind == "admin" else "halt"
+                )
             self.events.emit(
                 "kernel_halting",
                 {
-                    "kernel_id": kid,
-                    "path": path,
-                    "usage_bytes": action.usage_bytes or 0,
-                    "limit_bytes": action.limit_bytes or 0,
-                    "reason": action.reason,
+                    **base,
+                    "usage_bytes": trigger.kernel_bytes or trigger.usage_bytes or 0,
+                    "limit_bytes": trigger.limit_bytes or 0,
+                    "reason": reason,
                     "action": action.kind,
-                    "trigger": action.trigger,
-                    "dry_run": dry,
+                    "variables": None,
+                    **halting_words(action.kind, trigger, None, units),
                 },
             )
         self.log.warning(
-            "memguard: %s%s kernel %s: %s",
-            "(dry run) " if dry else "",
-            action.kind,
-            kid,
-            action.reason,
+            "memguard: %s%s kernel %s: %s", "(dry run) " if dry else "", action.kind, kid, reason
         )
         self.events.emit(
             "kernel_halted",
             {
-                "kernel_id": kid,
-                "path": path,
+                **base,
                 "step": action.kind,
-                "usage_bytes": action.usage_bytes,
-                "limit_bytes": action.limit_bytes,
-                "dry_run": dry,
+                "usage_bytes": trigger.kernel_bytes or trigger.usage_bytes,
+                "limit_bytes": trigger.limit_bytes,
+                **step_words(action.kind, trigger, units),
             },
         )
         if dry:
@@ -235,15 +252,15 @@ class ActionRunner:
         if action.kind == "interrupt":
             await self.km.interrupt_kernel(kid)
         elif action.kind == "restart":
-            self._spawn(self.km.restart_kernel(kid, now=True))
+            self.spawn(self.km.restart_kernel(kid, now=True))
         elif action.kind == "shutdown":
             kernel.stop_restarter()
             signal_kernel(kernel, pids, signal.SIGTERM)
-            self._spawn(self._finish(kid, pids, self.settings.shutdown_grace))
+            self.spawn(self._finish(kid, pids, self.settings.shutdown_grace))
         elif action.kind == "kill":
             kernel.stop_restarter()
             signal_kernel(kernel, pids, signal.SIGKILL)
-            self._spawn(self._shutdown(kid, now=True))
+            self.spawn(self._shutdown(kid, now=True))
 
     async def _finish(self, kernel_id: str, pids: tuple[int, ...], grace: float) -> None:
         """After SIGTERM: once the kernel has exited, or the grace is over, SIGKILL what is
@@ -268,14 +285,56 @@ class ActionRunner:
         except Exception:
             self.log.exception("memguard: shutting down kernel %s failed", kernel_id)
 
-    async def admin_halt(self, kernel_id: str, tick: Tick, reason: str) -> None:
+    async def admin_halt(self, kernel_id: str, tick: Tick, by: str, note: str | None) -> None:
         """An admin's halt: intent, halting event, then shutdown → (grace) → kill."""
         state = tick.kernels.get(kernel_id)
-        usage = state.usage_bytes if state is not None else None
-        limit = state.limit_bytes if state is not None else None
-        action = Action("shutdown", kernel_id, reason, "admin", usage, limit)
-        await self.halt_step(action, tick, dry=False)
+        trigger = Trigger(
+            "admin",
+            by=by,
+            note=note,
+            usage_bytes=state.usage_bytes if state is not None else None,
+            kernel_bytes=state.usage_bytes if state is not None else None,
+            limit_bytes=state.limit_bytes if state is not None else None,
+        )
+        await self.halt_step(Action("shutdown", kernel_id, trigger, first=True), tick, dry=False)
 
     async def _alive(self, kernel_id: str) -> bool:
         kernel = find_kernel(self.km, kernel_id)
         return kernel is not None and bool(await kernel.is_alive())
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Wait (bounded) for the steps under way, so no intent or shutdown is cut off."""
+        if self.tasks:
+            await asyncio.wait(list(self.tasks), timeout=timeout)
+
+
+async def stop_orphan(orphan: Orphan, start_ticks: int, grace: float) -> bool:
+    """Stop a dead server's kernel (identified for certain by probe.orphans): SIGTERM to its
+    process group, SIGKILL to what is left after ``grace``. Its identity is checked again
+    before each signal; returns whether it is gone."""
+    own_pgid = os.getpgrp()
+
+    def send(signum: int) -> None:
+        if not still_there(orphan, start_ticks):
+            return
+        if orphan.pgid == orphan.pid and orphan.pgid not in (own_pgid, 0, 1):
+            try:
+                os.killpg(orphan.pgid, signum)  # the kernel leads its own group: all of it
+                return
+            except OSError:
+                pass
+        try:
+            os.kill(orphan.pid, signum)
+        except OSError:
+            pass
+
+    send(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and still_there(orphan, start_ticks):
+        await asyncio.sleep(0.1)
+    send(signal.SIGKILL)
+    for _ in range(50):
+        if not still_there(orphan, start_ticks):
+            return True
+        await asyncio.sleep(0.1)
+    return False

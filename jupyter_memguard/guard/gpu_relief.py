@@ -13,10 +13,8 @@ fails with "CUDA out of memory". Per ``gpu_relief``:
 
 from __future__ import annotations
 
-from ..models import Action, KernelState, Tick
-from ..probe.gpu import GpuDevice
+from ..models import Action, GpuDevice, KernelState, Tick, Trigger
 from ..settings import MemGuardSettings
-from ..units import Units, human_bytes
 
 
 def gpu_relief(
@@ -39,10 +37,9 @@ def gpu_relief(
     ]
     if not holders:
         return []
-    units = settings.display_units
     culls: list[Action] = []
     if settings.gpu_relief == "cull":
-        culls = _culls(holders, device.free_bytes, requested_bytes, device.index, units)
+        culls = _culls(holders, device.free_bytes, requested_bytes, device.index)
     culled = {a.kernel_id for a in culls}
     listing = [
         {
@@ -54,18 +51,17 @@ def gpu_relief(
         }
         for state, held in holders
     ]
-    names = ", ".join(
-        f"{h['path'] or h['kernel_id'][:8]} ({human_bytes(h['bytes'], units)})" for h in listing
+    trigger = Trigger(
+        "gpu_pressure",
+        usage_bytes=device.used_bytes,
+        limit_bytes=device.total_bytes,
+        device_index=device.index,
+        requested_bytes=requested_bytes,
     )
-    verb = "were shut down to make room" if culled else "hold memory on it"
-    reason = f"GPU {device.index} ({device.name}) is full: {names} {verb}"
     notice = Action(
         "gpu_notify",
         kernel_id,
-        reason,
-        "gpu_pressure",
-        device.used_bytes,
-        device.total_bytes,
+        trigger,
         culprit={
             "device": device.index,
             "device_name": device.name,
@@ -94,7 +90,6 @@ def _culls(
     free: int,
     requested: int | None,
     device: int,
-    units: Units,
 ) -> list[Action]:
     """Largest idle, unprotected holders first, until the request fits; none if it cannot."""
     idle = sorted(
@@ -109,12 +104,13 @@ def _culls(
     for state, held in idle:
         if freed >= needed:
             break
-        reason = (
-            f"GPU pressure: another notebook's cell ran out of memory on GPU {device}; this "
-            f"idle kernel held {human_bytes(held, units)} there"
+        trigger = Trigger(
+            "gpu_pressure",
+            device_index=device,
+            requested_bytes=requested,
+            usage_bytes=state.usage_bytes,
+            kernel_bytes=held,
         )
-        actions.append(
-            Action("cull", state.kernel_id, reason, "gpu_pressure", state.usage_bytes, None)
-        )
+        actions.append(Action("cull", state.kernel_id, trigger, first=True))
         freed += held
     return actions

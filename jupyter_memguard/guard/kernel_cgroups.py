@@ -24,9 +24,29 @@ import os
 import threading
 from pathlib import Path
 
-from ..probe.limits import own_v1_memory_cgroup, parse_keyed
+from ..lifecycle import Gone, LifecycleEvent
+from ..probe.limits import own_v1_memory_cgroup, parse_keyed, pick
 
 PREFIX = "memguard-kernel-"
+LIMIT_STEP = 16 * 2**20  # a kernel's cgroup limit is rewritten only when it moves this much,
+LIMIT_STEP_FRACTION = 0.02  # ... or this fraction of it, whichever is larger
+V2_BRAKE = 0.97  # cgroup v2: memory.high at this fraction of memory.max slows a runaway first
+
+
+def limit_files(version: int, limit: int) -> list[tuple[str, str]]:
+    """The files that hold a kernel's cgroup to ``limit`` bytes, in the order to write them.
+
+    v1: ``memory.limit_in_bytes``. v2: ``memory.oom.group = 1`` (an OOM in it ends the kernel
+    and its children together, nothing outside), ``memory.max``, and ``memory.high`` a little
+    below as a brake (reclaim and throttling before the kill).
+    """
+    if version == 1:
+        return [("memory.limit_in_bytes", str(limit))]
+    return [
+        ("memory.oom.group", "1"),
+        ("memory.max", str(limit)),
+        ("memory.high", str(int(limit * V2_BRAKE))),
+    ]
 
 
 class KernelCgroups:
@@ -38,6 +58,8 @@ class KernelCgroups:
         self._lock = threading.Lock()
         self._dirs: dict[str, Path] = {}  # kernel id → its cgroup
         self._members: dict[str, int] = {}  # kernel id → the pid moved there last
+        self._limits: dict[str, int] = {}  # kernel id → the limit written last
+        self.version = 1
         self._leftover: set[Path] = set()  # cgroups to remove once their processes are gone
         self.parent = (
             parent if parent is not None else (own_v1_memory_cgroup() if enabled else None)
@@ -78,24 +100,83 @@ class KernelCgroups:
             self._members[kernel_id] = pid
             return True
 
+    def set_limit(self, kernel_id: str, limit: int) -> bool:
+        """Hold the kernel's cgroup to ``limit`` bytes (its kill line): an allocation faster
+        than any poll then ends inside the kernel's cgroup, never in the container. Written
+        only when it moved by LIMIT_STEP; False when refused (then the container's own limit
+        is the only one)."""
+        with self._lock:
+            directory = self._dirs.get(kernel_id)
+            last = self._limits.get(kernel_id)
+            step = max(LIMIT_STEP, int(limit * LIMIT_STEP_FRACTION))
+            if directory is None or (last is not None and abs(last - limit) < step):
+                return directory is not None
+            try:
+                for name, value in limit_files(self.version, limit):
+                    (directory / name).write_text(value)
+            except OSError as error:
+                # EBUSY: usage above the new limit could not be reclaimed; keep the old one.
+                self.log.debug("memguard: cannot limit %s to %d: %s", directory, limit, error)
+                return False
+            self._limits[kernel_id] = limit
+            return True
+
+    def limit_of(self, kernel_id: str) -> int | None:
+        """The limit last written to the kernel's cgroup, if any."""
+        return self._limits.get(kernel_id)
+
+    def path_of(self, kernel_id: str) -> str | None:
+        directory = self._dirs.get(kernel_id)
+        return str(directory) if directory is not None else None
+
+    def oom_counters(self, kernel_id: str) -> tuple[int, int] | None:
+        """(OOM kills of its processes, times its own limit was hit) in the kernel's cgroup.
+
+        A kill alone does not say whose limit it was (cgroup v1 counts a kill in the victim's
+        own cgroup even when the container's limit was hit); both rising together do."""
+        directory = self._dirs.get(kernel_id)
+        if directory is None:
+            return None
+        try:
+            if self.version == 1:
+                kills = parse_keyed((directory / "memory.oom_control").read_text()).get("oom_kill")
+                hits: int | None = int((directory / "memory.failcnt").read_text().strip())
+            else:
+                events = parse_keyed((directory / "memory.events.local").read_text())
+                kills, hits = events.get("oom_kill"), events.get("oom")
+        except (OSError, ValueError):
+            return None
+        if kills is None or hits is None:
+            return None
+        return kills, hits
+
     def usage(self, kernel_id: str) -> int | None:
         """The kernel's anonymous and shared memory, each page once (worker thread)."""
         directory = self._dirs.get(kernel_id)
         if directory is None:
             return None
         try:
-            stat = parse_keyed((directory / "memory.stat").read_text())
+            stat = pick((directory / "memory.stat").read_text(), "total_rss", "total_shmem")
         except OSError:
             return None
         if "total_rss" not in stat:
             return None
         return stat["total_rss"] + stat.get("total_shmem", 0)
 
+    def status_json(self) -> dict[str, object]:
+        return {"available": self.available, "reason": self.reason}
+
+    def on_lifecycle(self, event: LifecycleEvent) -> None:
+        """A kernel that left takes its cgroup with it."""
+        if isinstance(event, Gone):
+            self.release(event.life.kernel_id)
+
     def release(self, kernel_id: str) -> None:
         """The kernel is gone: remove its cgroup (now, or once its last process has ended)."""
         with self._lock:
             directory = self._dirs.pop(kernel_id, None)
             self._members.pop(kernel_id, None)
+            self._limits.pop(kernel_id, None)
             if directory is not None:
                 self._leftover.add(directory)
             for leftover in list(self._leftover):
@@ -116,6 +197,7 @@ class KernelCgroups:
             directories = [*self._dirs.values(), *self._leftover]
             self._dirs.clear()
             self._members.clear()
+            self._limits.clear()
             self._leftover = set(directories)
         for directory in directories:
             try:

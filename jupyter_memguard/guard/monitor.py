@@ -3,9 +3,9 @@
 Sampling (/proc, cgroup and NVML reads) runs in a worker thread; the loop itself touches the
 kernel and session managers only on the event loop. Each pass publishes one immutable ``Tick``:
 every later stage (policy, actions, forensics, REST, metrics) reads that and nothing else of
-the monitor. A kernel is tracked from its start (``kernel_started``, fed by jupyter_server's
-``kernel_actions`` event), not from the tick that happens to notice it. The interval adapts to
-the headroom (policy.next_interval).
+the monitor. Kernels come and go only through the lifecycle's events (``on_lifecycle``): a
+kernel is tracked from its start, not from the tick that happens to notice it, and its history
+begins afresh with each new process. The interval adapts to the headroom (policy.next_interval).
 """
 
 from __future__ import annotations
@@ -18,16 +18,25 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..models import Action, Budget, KernelState, ProcessTreeMemory, Tick
+from ..lifecycle import (
+    Died,
+    Gone,
+    KernelLife,
+    Lifecycle,
+    LifecycleEvent,
+    Orphaned,
+    Restarted,
+    Started,
+)
+from ..models import Action, Breakdown, Budget, GpuDevice, KernelState, ProcessTreeMemory, Tick
 from ..probe import limits
 from ..probe.breakdown import (
-    Breakdown,
     Owners,
     breakdown,
     unowned_from_meminfo,
     unowned_from_memory_stat,
 )
-from ..probe.gpu import GpuDevice, GpuProcessUsage, GpuReader, kernel_gpu
+from ..probe.gpu import GpuProcessUsage, GpuReader, kernel_gpu
 from ..probe.proc import History, sample_tree, tree_rss
 from ..probe.proctree import (
     HostScan,
@@ -41,40 +50,28 @@ from ..probe.proctree import (
     walk_tree,
 )
 from ..probe.remote_usage import RemoteUsagePoller
-from ..probe.server import (
-    KernelManager,
-    ServerKernel,
-    SessionManager,
-    find_kernel,
-    kernel_activity,
-    kernel_ids,
-    kernel_pgid,
-    kernel_pid,
-)
+from ..probe.server import KernelManager, SessionManager, find_kernel, kernel_activity
 from ..settings import MemGuardSettings
-from .policy import PolicyState, decide, kernel_limit, next_interval
+from .policy import PolicyState, decide, forget, kernel_limit, next_interval
 
 ActionSink = Callable[[Action, Tick], Awaitable[None]]
 TerminalRoots = Callable[[], dict[str, int]]  # terminal name → its shell's pid
 
-HOST_SCAN_INTERVAL_S = 5.0  # escapes and the budget breakdown: a full /proc scan this often
+HOST_SCAN_INTERVAL_S = 10.0  # escapes and the budget breakdown: a full /proc scan this often
 PRESSED_SCAN_INTERVAL_S = 1.0  # ... and this often while the budget is over its warn line
 EXACT_REFRESH_S = 5.0  # a multi-process kernel's exact figure is refreshed this often for display
 EXACT_FROM = 0.9  # ... and every tick from this fraction of its warn line (or the budget's)
 TickListener = Callable[[Tick], None]
-GoneListener = Callable[[KernelState], None]
 
 
 @dataclass
 class _Tracked:
-    """The monitor's own working state for one kernel between ticks (never handed out)."""
+    """The monitor's own sampling state for one kernel identity (never handed out): made at
+    its Started or Restarted, dropped at its Gone."""
 
-    kernel_id: str
-    name: str
-    pid: int | None
-    pgid: int | None
+    life: KernelLife
     history: History
-    started_at: float
+    alive: bool = True  # False from its process's death until the restarter's new one
     memory: ProcessTreeMemory | None = None
     growth_bytes_per_s: float = 0.0
     unavailable_reason: str | None = "not measured yet"
@@ -146,6 +143,7 @@ class Monitor:
         settings: MemGuardSettings,
         kernel_manager: KernelManager,
         session_manager: SessionManager | None,
+        lifecycle: Lifecycle,
         log: logging.Logger,
         act: ActionSink | None = None,
         terminals: TerminalRoots | None = None,
@@ -154,17 +152,20 @@ class Monitor:
         self.settings = settings
         self.km = kernel_manager
         self.sm = session_manager
+        self.lifecycle = lifecycle
         self.log = log
         self.act = act  # carries out the policy's actions; None = observe only
         self.terminals = terminals or dict
         self.exact_of = exact_of  # a kernel's own memory cgroup, where it has one
         self.on_tick: list[TickListener] = []
-        self.on_kernel_gone: list[GoneListener] = []
+        self.last_tick_cost_s = 0.0  # CPU seconds of the last whole pass (loop and thread)
+        self.last_tick_wall_s = 0.0
         self.gpu = GpuReader()
         self.remote = RemoteUsagePoller(
             settings.remote_usage_interval, settings.remote_usage_timeout
         )
         self._kernels: dict[str, _Tracked] = {}
+        self._orphans: dict[str, int] = {}  # kernels of a dead server, kept: kernel id → pid
         self._paths: dict[str, str] = {}
         self._paths_read_at = 0.0
         self._policy_state = PolicyState()
@@ -182,6 +183,9 @@ class Monitor:
         self._terminal_roots: dict[str, int] = {}
         self._scan_task: asyncio.Task[None] | None = None
         self._own_cgroup = _own_memory_cgroup()
+        self._budget = limits.BudgetReader(
+            settings.memory_limit_bytes, settings.spawner_mem_limit_bytes
+        )
         budget = self._read_budget()
         self._latest = Tick(number=0, at=time.time(), budget=budget, kernels={})
 
@@ -197,10 +201,12 @@ class Monitor:
 
     def _read_budget(self, tree_rss_bytes: int = 0) -> Budget:
         """The budget under this server's settings (configured and spawner limits)."""
-        return limits.read_budget(
-            self.settings.memory_limit_bytes,
-            tree_rss_bytes,
-            spawner_limit=self.settings.spawner_mem_limit_bytes,
+        return self._budget.read(tree_rss_bytes)
+
+    def halting(self) -> frozenset[str]:
+        """The kernels whose escalation is under way (the guard's last decision)."""
+        return frozenset(
+            kid for kid, guard in self._policy_state.kernels.items() if guard.stage != "none"
         )
 
     # ----------------------------------------------------------------- loop
@@ -238,62 +244,38 @@ class Monitor:
             except asyncio.TimeoutError:
                 pass
 
-    def kernel_started(self, kernel_id: str) -> bool:
-        """Track a kernel from its first moment (kernel_actions 'start'); sample it at once.
-
-        Returns False when the kernel is already gone from the manager.
-        """
-        kernel = find_kernel(self.km, kernel_id)
-        if kernel is None:
-            return False
-        self._track(kernel_id, kernel)
-        self.wake()
-        return True
-
-    def _track(self, kernel_id: str, kernel: ServerKernel) -> _Tracked:
-        tracked = self._kernels.get(kernel_id)
-        pid = kernel_pid(kernel)
-        if tracked is None:
-            tracked = _Tracked(
-                kernel_id,
-                getattr(kernel, "kernel_name", "") or "",
-                pid,
-                kernel_pgid(kernel),
-                History(self.settings.history_length),
-                time.time(),
-            )
-            self._kernels[kernel_id] = tracked
-        elif pid != tracked.pid:  # restarted: a new process, a new history
-            tracked.pid, tracked.pgid, tracked.memory = pid, kernel_pgid(kernel), None
-            tracked.history = History(self.settings.history_length)
-            tracked.started_at, tracked.unavailable_reason = time.time(), "not measured yet"
-        return tracked
-
-    def _sync_with_manager(self) -> None:
-        """Track every kernel of the manager (also those started before memguard) and let go
-        of those that left it."""
-        live = {}
-        for kernel_id in kernel_ids(self.km):
-            kernel = find_kernel(self.km, kernel_id)
-            if kernel is not None:
-                live[kernel_id] = kernel
-        for kernel_id, kernel in live.items():
-            self._track(kernel_id, kernel)
-        for kernel_id in [k for k in self._kernels if k not in live]:
-            gone = self._kernels.pop(kernel_id)
+    def on_lifecycle(self, event: LifecycleEvent) -> None:
+        """Track each kernel identity from its start; a new process begins a new history."""
+        kernel_id = event.life.kernel_id
+        if isinstance(event, (Started, Restarted)):
+            self._kernels[kernel_id] = _Tracked(event.life, History(self.settings.history_length))
+            self._policy_state = forget(self._policy_state, kernel_id)
+            self.wake()  # sample it at once
+        elif isinstance(event, Died):
+            tracked = self._kernels.get(kernel_id)
+            if tracked is not None:
+                tracked.memory, tracked.gpu, tracked.pids = None, None, ()
+                tracked.unavailable_reason = "kernel process is not running"
+                tracked.alive = False
+            self._policy_state = forget(self._policy_state, kernel_id)
+        elif isinstance(event, Orphaned) and event.life.pid is not None:
+            self._orphans[kernel_id] = event.life.pid  # shown in the breakdown while it runs
+        elif isinstance(event, Gone):
+            self._kernels.pop(kernel_id, None)
             self._paths.pop(kernel_id, None)
             self.remote.forget(kernel_id)
-            limit = kernel_limit(self.settings, self._latest.budget)
-            state = self._state(gone, time.time(), limit)
-            for callback in self.on_kernel_gone:
-                callback(state)
+            self._policy_state = forget(self._policy_state, kernel_id)
 
     def _read_os(self, roots: dict[str, _Root], peaks: dict[str, int], detail: bool) -> _OsReading:
         """Read the OS (worker thread): each kernel's own tree, never the whole host, except
         for a host scan every few seconds (escaped work, the budget breakdown)."""
-        started = time.perf_counter()
+        started = time.thread_time()
         now = time.time()
         last = self._latest.budget
+        # The budget's usage before the kernels are read, and again after: what lies outside
+        # the kernels is worked out from the lower of the two, so a kernel growing (or
+        # freeing) fast between the reads is never taken for memory outside the kernels.
+        usage_before = self._budget.usage()
         walked = self._walker.trees(
             (r.pid for r in roots.values()), must_walk={r.pid for r in roots.values() if r.busy}
         )
@@ -317,11 +299,20 @@ class Monitor:
         # Usage against a configured limit: the server's own processes plus each kernel's
         # figure with every page counted once (summed RSS would count forked workers again).
         kernels_bytes = sum(tree.decision_bytes for tree in trees.values() if tree is not None)
-        server_rss = tree_rss(_own_processes({r.pid for r in roots.values()}))
+        server_rss = 0
+        if self.settings.memory_limit_bytes or self.settings.spawner_mem_limit_bytes:
+            # Only a configured (or spawner's) limit counts this server's own processes; their
+            # walk reads every thread of the server, so it is not done for nothing.
+            server_rss = tree_rss(_own_processes({r.pid for r in roots.values()}))
         budget = self._read_budget(server_rss + kernels_bytes)
+        if budget.usage_source == "server_tree_rss":
+            outside = server_rss  # the kernels' part is the very figure read above
+        else:
+            outside = max(0, min(usage_before, budget.usage_bytes) - kernels_bytes)
+        budget = replace(budget, outside_bytes=outside)
         gpu = self.gpu.read() if self.gpu.available else {}
         devices = tuple(self.gpu.devices(gpu)) if self.gpu.available else ()
-        return _OsReading(budget, trees, time.perf_counter() - started, gpu, devices)
+        return _OsReading(budget, trees, time.thread_time() - started, gpu, devices)
 
     def _with_exact(
         self, kid: str, tree: ProcessTreeMemory, now: float, budget: Budget
@@ -383,6 +374,7 @@ class Monitor:
             terminals=self._terminal_roots,
             kernel_bytes={kid: t.decision_bytes for kid, t in trees.items() if t is not None},
             kernel_method="decision",
+            orphans=dict(self._orphans),
         )
         unowned = (
             unowned_from_memory_stat(limits.read_memory_stat(budget.cgroup_path))
@@ -401,18 +393,23 @@ class Monitor:
     async def sample(self, detail: bool = False) -> Tick:
         """Sample every kernel now and publish a Tick (no policy); returns it."""
         async with self._sample_lock:
-            self._sync_with_manager()
+            self.lifecycle.reconcile()  # kernels that came or left without an event
+            for kernel_id, tracked in self._kernels.items():
+                tracked.life = self.lifecycle.life(kernel_id) or tracked.life
             last = self._latest.kernels
             roots = {
-                kid: _Root(t.pid, t.pgid, kid in last and last[kid].busy)
+                kid: _Root(t.life.pid, t.life.pgid, kid in last and last[kid].busy)
                 for kid, t in self._kernels.items()
-                if t.pid is not None
+                if t.life.pid is not None and t.alive
             }
             peaks = {kid: t.history.peak_bytes for kid, t in self._kernels.items()}
             self._terminal_roots = self.terminals()
             reading = await asyncio.to_thread(self._read_os, roots, peaks, detail)
             for kernel_id, tracked in list(self._kernels.items()):
-                if tracked.pid is None:
+                if (
+                    tracked.life.remote
+                    and tracked.unavailable_reason != "kernel process is not running"
+                ):
                     self._remote_sample(kernel_id, tracked)
                 else:
                     self._local_sample(tracked, reading)
@@ -427,7 +424,7 @@ class Monitor:
         return tick
 
     def _local_sample(self, tracked: _Tracked, reading: _OsReading) -> None:
-        tree = reading.trees.get(tracked.kernel_id)
+        tree = reading.trees.get(tracked.life.kernel_id)
         if tree is None:
             tracked.memory, tracked.gpu, tracked.pids = None, None, ()
             tracked.unavailable_reason = "kernel process is not running"
@@ -472,22 +469,23 @@ class Monitor:
 
     def _state(self, tracked: _Tracked, now: float, limit: tuple[int, str]) -> KernelState:
         """The immutable picture of one kernel for this tick."""
-        activity = kernel_activity(self.km, tracked.kernel_id, now)
+        life = tracked.life
+        activity = kernel_activity(self.km, life.kernel_id, now)
         limit_bytes, source = limit
         protected = self.settings.protected_kernels
         memory = tracked.memory
         return KernelState(
-            kernel_id=tracked.kernel_id,
-            name=tracked.name,
-            pid=tracked.pid,
-            pgid=tracked.pgid,
+            kernel_id=life.kernel_id,
+            name=life.name,
+            pid=life.pid if tracked.alive else None,
+            pgid=life.pgid if tracked.alive else None,
             pids=tracked.pids,
-            path=self._paths.get(tracked.kernel_id),
-            started_at=tracked.started_at,
+            path=self._paths.get(life.kernel_id),
+            started_at=life.started_at,
             execution_state=activity.execution_state,
             idle_seconds=activity.idle_seconds,
             connections=activity.connections,
-            protected=tracked.kernel_id in protected or tracked.name in protected,
+            protected=life.kernel_id in protected or life.name in protected,
             limit_bytes=limit_bytes,
             limit_source=source,
             memory=memory,
@@ -545,6 +543,7 @@ class Monitor:
 
     async def tick(self) -> list[Action]:
         """One pass: sample, publish, decide, act. Returns the actions decided."""
+        started, cpu = time.perf_counter(), time.thread_time()
         tick = await self.sample()
         actions: list[Action] = []
         if self.settings.guard_enabled:
@@ -558,4 +557,7 @@ class Monitor:
                 callback(tick)
             except Exception:
                 self.log.exception("memguard: tick listener failed")
+        # What a pass costs: the event loop's own CPU time, plus the worker thread's reading.
+        self.last_tick_cost_s = time.thread_time() - cpu + tick.sample_cost_s
+        self.last_tick_wall_s = time.perf_counter() - started
         return actions

@@ -23,9 +23,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from ..models import Action, Budget, KernelState, Tick
+from ..models import Action, ActionKind, Budget, KernelState, Line, Tick, Trigger
 from ..settings import MemGuardSettings
-from ..units import human_bytes
 
 Stage = Literal["none", "interrupted", "restarted", "shutdown", "killed"]
 OUTSIDE_WINDOW_S = 5.0  # the outside memory's growth is measured over this many seconds
@@ -55,12 +54,40 @@ class PolicyState:
     outside_samples: tuple[tuple[float, int], ...] = ()  # (time, bytes outside the kernels)
 
 
+def forget(state: PolicyState, kernel_id: str) -> PolicyState:
+    """A kernel's process ended or was replaced (lifecycle): its escalation ends with it."""
+    if kernel_id not in state.kernels and state.budget_victim != kernel_id:
+        return state
+    kernels = {kid: g for kid, g in state.kernels.items() if kid != kernel_id}
+    victim = None if state.budget_victim == kernel_id else state.budget_victim
+    return replace(state, kernels=kernels, budget_victim=victim)
+
+
 def kernel_limit(settings: MemGuardSettings, budget: Budget) -> tuple[int, str]:
     """The limit one kernel is held to and where it comes from (the budget when none is set)."""
     resolved = settings.kernel_memory_limit.resolve(budget.limit_bytes)
     if resolved is not None and resolved <= budget.limit_bytes:
         return resolved, "kernel_memory_limit"
     return budget.limit_bytes, budget.limit_source
+
+
+CONTAINMENT_FLOOR = 64 * 2**20  # a kernel's own limit stays at least this far above its usage
+
+
+def containment_limit(kernel: KernelState, budget: Budget, settings: MemGuardSettings) -> int:
+    """The limit of a kernel's own memory cgroup: its kill line, and never more than the
+    budget's kill line leaves it beside everything else, so one kernel alone can never take
+    the container to its limit (nor, on Kubernetes, the whole pod down with it).
+
+    Never below the kernel's usage plus a margin: memory others hold must not end a kernel
+    that is not growing (the budget relief deals with them).
+    """
+    usage = kernel.usage_bytes or 0
+    own = int(settings.kill_fraction * kernel.limit_bytes)
+    others = max(0, budget.usage_bytes - usage)
+    room = int(settings.kill_fraction * budget.limit_bytes) - others
+    floor = usage + max(CONTAINMENT_FLOOR, usage // 20)
+    return max(floor, min(own, room))
 
 
 def level(usage: int | None, limit: int, settings: MemGuardSettings) -> Level:
@@ -87,7 +114,7 @@ def _escalate(
     over: tuple[bool, bool, bool],
     now: float,
     settings: MemGuardSettings,
-    make: Callable[[str], Action],
+    make: Callable[[ActionKind, Line, bool], Action],
     usage: int = 0,
 ) -> tuple[list[Action], KernelGuardState]:
     """One step of the halt state machine for one kernel; ``over`` = (warn, halt, kill) lines.
@@ -97,28 +124,35 @@ def _escalate(
     on past the grace period leads to the shutdown.
     """
     over_warn, over_halt, over_kill = over
+    first = guard.stage == "none"  # the escalation begins: memguard writes its intent first
     if guard.stage == "killed":
         return [], guard
     if over_kill:
-        return [make("kill")], replace(
+        return [make("kill", "kill", first)], replace(
             guard, stage="killed", stage_since=now, releasing_bytes=usage
         )
     if guard.stage in ("interrupted", "restarted"):
         if not over_warn:
             return [], replace(guard, stage="none", stage_since=now)
         if now - guard.stage_since >= settings.interrupt_grace:
-            return [make("shutdown")], replace(guard, stage="shutdown", stage_since=now)
+            return [make("shutdown", "halt", False)], replace(
+                guard, stage="shutdown", stage_since=now
+            )
         return [], guard
     if guard.stage == "shutdown":
         if now - guard.stage_since >= settings.shutdown_grace:
-            return [make("kill")], replace(
+            return [make("kill", "halt", False)], replace(
                 guard, stage="killed", stage_since=now, releasing_bytes=usage
             )
         return [], guard
     if over_halt:
         if settings.action == "restart":
-            return [make("restart")], replace(guard, stage="restarted", stage_since=now)
-        return [make("interrupt")], replace(guard, stage="interrupted", stage_since=now)
+            return [make("restart", "halt", True)], replace(
+                guard, stage="restarted", stage_since=now
+            )
+        return [make("interrupt", "halt", True)], replace(
+            guard, stage="interrupted", stage_since=now
+        )
     return [], guard
 
 
@@ -189,27 +223,34 @@ def _per_kernel_limits(d: _Decision) -> None:
             continue
         over_warn = usage >= s.warn_fraction * limit
         if over_warn and not guard.warned:
-            reason = (
-                f"kernel uses {human_bytes(usage, s.display_units)}, over {s.warn_fraction:.0%} of its "
-                f"{human_bytes(limit, s.display_units)} limit"
-            )
-            d.actions.append(Action("warn", kid, reason, "kernel_limit", usage, limit))
+            trigger = _kernel_trigger(usage, limit, "warn", s)
+            d.actions.append(Action("warn", kid, trigger))
             guard = replace(guard, warned=True)
         elif not over_warn and guard.warned:
             guard = replace(guard, warned=False)
 
-        def make(kind: str, usage: int = usage, kid: str = kid) -> Action:
-            reason = (
-                f"kernel uses {human_bytes(usage, s.display_units)}, over {s.halt_fraction:.0%} of its "
-                f"{human_bytes(limit, s.display_units)} limit"
-            )
-            return Action(kind, kid, reason, "kernel_limit", usage, limit)  # type: ignore[arg-type]
+        def make(
+            kind: ActionKind, line: Line, first: bool, usage: int = usage, kid: str = kid
+        ) -> Action:
+            return Action(kind, kid, _kernel_trigger(usage, limit, line, s), first=first)
 
         if d.state.budget_victim != kid:
             over = (over_warn, usage >= s.halt_fraction * limit, usage >= s.kill_fraction * limit)
             steps, guard = _escalate(guard, over, d.tick.at, s, make, usage)
             d.actions.extend(steps)
         d.guards[kid] = guard
+
+
+def _kernel_trigger(usage: int, limit: int, line: Line, s: MemGuardSettings) -> Trigger:
+    fraction = {"warn": s.warn_fraction, "halt": s.halt_fraction, "kill": s.kill_fraction}[line]
+    return Trigger(
+        "kernel_limit",
+        line=line,
+        usage_bytes=usage,
+        limit_bytes=limit,
+        line_bytes=int(fraction * limit),
+        kernel_bytes=usage,
+    )
 
 
 def _idle_culling(d: _Decision) -> None:
@@ -222,8 +263,14 @@ def _idle_culling(d: _Decision) -> None:
         if guard.culled or guard.stage != "none" or not _cullable(kernel, d.settings):
             continue
         if kernel.idle_seconds >= timeout:
-            reason = f"kernel idle for {kernel.idle_seconds:.0f} s (timeout {timeout:.0f} s)"
-            d.actions.append(Action("cull", kernel.kernel_id, reason, "idle", kernel.usage_bytes))
+            trigger = Trigger(
+                "idle",
+                idle_seconds=kernel.idle_seconds,
+                timeout_seconds=timeout,
+                usage_bytes=kernel.usage_bytes,
+                kernel_bytes=kernel.usage_bytes,
+            )
+            d.actions.append(Action("cull", kernel.kernel_id, trigger, first=True))
             d.guards[kernel.kernel_id] = replace(
                 guard, culled=True, releasing_bytes=kernel.usage_bytes or 0
             )
@@ -266,19 +313,25 @@ def _budget_relief(d: _Decision) -> tuple[str | None, bool]:
     if victim is None and over_halt:
         victim = _relieving_candidate(d, projected, min(halt_line, limit - s.min_headroom_bytes))
     if victim is None:
-        if projected >= warn_line:  # no kernel's end would relieve it: name who holds it
+        # No kernel's end would relieve it: name who holds it, when most of it is outside the
+        # kernels (a kernel over the warn line is told by its own warning, never as pressure
+        # from outside).
+        if projected >= warn_line and _outside_bytes(d, projected) * 2 >= usage:
             return None, _name_the_outside(d, usage, warned)
         return None, warned
     kernel = d.tick.kernels[victim]
-    units = s.display_units
+    fractions = {"warn": s.warn_fraction, "halt": s.halt_fraction, "kill": s.kill_fraction}
 
-    def make(kind: str) -> Action:
-        reason = (
-            f"memory budget exhausted: {human_bytes(usage, units)} of "
-            f"{human_bytes(limit, units)} in use; stopping this kernel "
-            f"({human_bytes(kernel.usage_bytes or 0, units)}) relieves it"
+    def make(kind: ActionKind, line: Line, first: bool) -> Action:
+        trigger = Trigger(
+            "budget",
+            line=line,
+            usage_bytes=usage,
+            limit_bytes=limit,
+            line_bytes=int(fractions[line] * limit),
+            kernel_bytes=kernel.usage_bytes,
         )
-        return Action(kind, victim, reason, "budget", kernel.usage_bytes, limit)  # type: ignore[arg-type]
+        return Action(kind, victim, trigger, first=first)
 
     steps, d.guards[victim] = _escalate(
         d.guards[victim], over, d.tick.at, s, make, kernel.usage_bytes or 0
@@ -296,7 +349,7 @@ def _outside_is_the_cause(d: _Decision, projected: float) -> bool:
     their users their state. The outside's growth is its slope over the last few seconds.
     """
     s, at = d.settings, d.tick.at
-    outside = max(0, int(projected) - _kernels_bytes(d))
+    outside = _outside_bytes(d, projected)
     samples = tuple((t, b) for t, b in d.state.outside_samples if at - t <= OUTSIDE_WINDOW_S)
     d.outside_samples = (*samples, (at, outside))
     if outside >= s.warn_fraction * d.tick.budget.limit_bytes:
@@ -306,6 +359,13 @@ def _outside_is_the_cause(d: _Decision, projected: float) -> bool:
     outside_rate = (outside - samples[0][1]) / (at - samples[0][0])
     kernels_rate = sum(max(0.0, k.growth_bytes_per_s) for k in d.kernels)
     return outside_rate > max(kernels_rate, GROWTH_FLOOR)
+
+
+def _outside_bytes(d: _Decision, projected: float) -> int:
+    """What lies outside the kernels, from reads consistent with the kernels' (the monitor's
+    figure), else the usage minus what the kernels not on their way out hold."""
+    measured = d.tick.budget.outside_bytes
+    return measured if measured is not None else max(0, int(projected) - _kernels_bytes(d))
 
 
 def _name_the_outside(d: _Decision, usage: int, warned: bool) -> bool:
@@ -342,8 +402,7 @@ def _warn_outside(d: _Decision, usage: int) -> bool:
 
     Returns True (the warning is sent; it is re-armed once usage is back under the line).
     """
-    s, budget = d.settings, d.tick.budget
-    units = s.display_units
+    budget = d.tick.budget
     culprit: dict[str, Any] | None = None
     if d.tick.breakdown is not None and d.tick.breakdown.largest_outside:
         top = d.tick.breakdown.largest_outside[0]
@@ -355,22 +414,16 @@ def _warn_outside(d: _Decision, usage: int) -> bool:
             "bytes": top.bytes,
             "terminal": top.terminal,
         }
-        where = f", terminal {top.terminal}" if top.terminal else ""
-        reason = (
-            f"A process outside your notebooks, `{top.cmdline or top.name}` (pid {top.pid}"
-            f"{where}), uses {human_bytes(top.bytes, units)} of the "
-            f"{human_bytes(budget.limit_bytes, units)} limit"
-        )
-    else:
-        kernels_bytes = sum(k.usage_bytes or 0 for k in d.kernels)
-        reason = (
-            f"Memory outside your notebooks fills the budget: {human_bytes(usage, units)} of "
-            f"{human_bytes(budget.limit_bytes, units)} in use, "
-            f"{human_bytes(kernels_bytes, units)} of it by kernels"
-        )
-    d.actions.append(
-        Action("pressure", "", reason, "outside", usage, budget.limit_bytes, culprit=culprit)
+    outside = min(_outside_bytes(d, usage), usage)
+    trigger = Trigger(
+        "outside",
+        line="warn",
+        usage_bytes=usage,
+        limit_bytes=budget.limit_bytes,
+        line_bytes=int(d.settings.warn_fraction * budget.limit_bytes),
+        kernel_bytes=usage - outside,  # so that kernels + outside = usage, always
     )
+    d.actions.append(Action("pressure", "", trigger, culprit=culprit))
     return True
 
 
@@ -392,19 +445,20 @@ def _cull_for_pressure(d: _Decision, projected: float, warn_line: float) -> floa
     )
     if projected - sum(k.usage_bytes or 0 for k in idle) >= warn_line:
         return projected
-    units = s.display_units
     for kernel in idle:
         if projected < warn_line:
             break
         size = kernel.usage_bytes or 0
-        reason = (
-            f"memory pressure: {human_bytes(budget.usage_bytes, units)} of "
-            f"{human_bytes(budget.limit_bytes, units)} in use; culling the largest idle kernel "
-            f"({human_bytes(size, units)})"
+        trigger = Trigger(
+            "idle_pressure",
+            line="warn",
+            usage_bytes=budget.usage_bytes,
+            limit_bytes=budget.limit_bytes,
+            line_bytes=int(warn_line),
+            idle_seconds=kernel.idle_seconds,
+            kernel_bytes=size,
         )
-        d.actions.append(
-            Action("cull", kernel.kernel_id, reason, "idle_pressure", size, budget.limit_bytes)
-        )
+        d.actions.append(Action("cull", kernel.kernel_id, trigger, first=True))
         d.guards[kernel.kernel_id] = replace(
             d.guards[kernel.kernel_id], culled=True, releasing_bytes=size
         )

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import pwd
 from collections.abc import Collection, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
 
+from ..models import Breakdown, Holder, OtherProcess
 from .proctree import HostScan
 
 
@@ -31,6 +31,7 @@ class Owners:
     terminals: Mapping[str, int] = field(default_factory=dict)
     kernel_bytes: Mapping[str, int] = field(default_factory=dict)
     kernel_method: str = "pss"
+    orphans: Mapping[str, int] = field(default_factory=dict)  # dead server's kernel → its pid
 
 
 @dataclass(frozen=True)
@@ -67,72 +68,6 @@ def unowned_from_meminfo(meminfo: Mapping[str, int]) -> Unowned:
     shmem = meminfo.get("Shmem", 0)
     cache = meminfo.get("Cached", 0) - shmem - meminfo.get("Inactive(file)", 0)
     return Unowned(max(0, cache), shmem, "meminfo")
-
-
-@dataclass(frozen=True)
-class Holder:
-    """One owner's share: a kernel, the server or a terminal."""
-
-    kind: str  # "kernel" | "server" | "terminal"
-    key: str  # kernel id, "server", terminal name
-    bytes: int
-    pids: tuple[int, ...]
-    method: str  # "rss" (sum, overcounts shared pages) or the caller's label, e.g. "pss"
-
-
-@dataclass(frozen=True)
-class OtherProcess:
-    """A process in the budget outside the kernels and the server (``terminal``: the name of
-    the terminal it runs in, if any)."""
-
-    pid: int
-    name: str
-    cmdline: str
-    user: str
-    bytes: int
-    terminal: str | None = None
-
-
-@dataclass(frozen=True)
-class Breakdown:
-    """The budget's usage split by holder.
-
-    ``unattributed_bytes`` is usage minus everything attributed, clamped at 0: kernel memory
-    (slab, page tables, sockets), processes newer than the scan, and anything else no reading
-    here explains. ``overcounted_bytes`` is the opposite excess: RSS sums count shared pages
-    once per process, so the parts can add up to more than the usage.
-    """
-
-    usage_bytes: int
-    scope: str  # "host" or the cgroup path
-    scanned_at: float
-    kernels: tuple[Holder, ...]
-    server: Holder
-    terminals: tuple[Holder, ...]
-    others: tuple[OtherProcess, ...]  # the top few by memory
-    others_bytes: int  # all other processes together
-    others_count: int
-    page_cache_bytes: int
-    shmem_bytes: int
-    unowned_source: str
-    unattributed_bytes: int
-    overcounted_bytes: int
-    largest_outside: tuple[OtherProcess, ...] = ()  # biggest processes outside the kernels
-
-    @property
-    def attributed_bytes(self) -> int:
-        holders = (*self.kernels, self.server, *self.terminals)
-        return (
-            sum(h.bytes for h in holders)
-            + self.others_bytes
-            + self.page_cache_bytes
-            + self.shmem_bytes
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["attributed_bytes"] = self.attributed_bytes
-        return data
 
 
 @lru_cache(maxsize=256)
@@ -198,6 +133,14 @@ def breakdown(
             figure, method = rss(members), "rss"
         kernels.append(Holder("kernel", kernel_id, figure, members, method))
 
+    orphans = []
+    for kernel_id, root in owners.orphans.items():
+        if root not in procs:
+            continue  # it has ended
+        members = tuple(p for p in (root, *scan.descendants(root, stop=claimed)) if in_scope(p))
+        claimed.update(members)
+        orphans.append(Holder("orphan", kernel_id, rss(members), members, "rss"))
+
     terminals = []
     terminal_roots = set(owners.terminals.values())
     for name, root in owners.terminals.items():
@@ -242,7 +185,7 @@ def breakdown(
     largest = sorted((*in_terminals, *others), key=lambda o: o.bytes, reverse=True)[:top]
 
     attributed = (
-        sum(h.bytes for h in (*kernels, server, *terminals))
+        sum(h.bytes for h in (*kernels, server, *terminals, *orphans))
         + others_bytes
         + unowned.page_cache_bytes
         + unowned.shmem_bytes
@@ -263,4 +206,5 @@ def breakdown(
         unattributed_bytes=max(0, usage_bytes - attributed),
         overcounted_bytes=max(0, attributed - usage_bytes),
         largest_outside=tuple(largest),
+        orphans=tuple(orphans),
     )

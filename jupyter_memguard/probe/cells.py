@@ -30,7 +30,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-CellStatus = Literal["running", "ok", "error", "interrupted", "kernel_died"]
+from ..lifecycle import Died, Gone, LifecycleEvent, Restarted
+
+CellStatus = Literal["running", "ok", "error", "interrupted", "halted", "kernel_died"]
+CellSource = Literal["agent", "iopub"]
 PeakMethod = Literal["vmhwm", "samples"]
 
 HEAD_LINES = 5
@@ -61,6 +64,7 @@ class CellRecord:
     # The kernel ran the next execution before this cell's end could be read (queued cells that
     # hold the GIL): before, after and peak may include part of the neighbouring cell.
     overlapped: bool = False
+    source: CellSource = "iopub"  # where the boundaries came from (the kernel's agent: exact)
 
     @property
     def delta_bytes(self) -> int | None:
@@ -68,6 +72,13 @@ class CellRecord:
         if self.memory_before_bytes is None or self.memory_after_bytes is None:
             return None
         return self.memory_after_bytes - self.memory_before_bytes
+
+    @property
+    def peak_above_start_bytes(self) -> int | None:
+        """The cell's own peak above where it started (not the kernel's peak)."""
+        if self.memory_before_bytes is None or self.peak_bytes is None:
+            return None
+        return max(0, self.peak_bytes - self.memory_before_bytes)
 
     @property
     def duration_s(self) -> float | None:
@@ -88,8 +99,10 @@ class CellRecord:
             "peak_bytes": self.peak_bytes,
             "peak_method": self.peak_method,
             "delta_bytes": self.delta_bytes,
+            "peak_above_start_bytes": self.peak_above_start_bytes,
             "duration_s": self.duration_s,
             "overlapped": self.overlapped,
+            "source": self.source,
         }
 
 
@@ -188,12 +201,14 @@ class CellTracker:
         proc: Path = Path("/proc"),
         keep: int = 200,
         clock: Callable[[], float] = time.time,
+        record_code: bool = True,
     ) -> None:
         self.read_memory = read_memory
         self.pid_of = pid_of
         self.proc = proc
         self.keep = keep
         self.clock = clock
+        self.record_code = record_code  # False: counts and sizes only, no code kept anywhere
         self._kernels: dict[str, _Kernel] = {}
         self._lock = threading.Lock()
 
@@ -244,7 +259,7 @@ class CellTracker:
             known = msg_id in self._kernel(kernel_id).live
         if not known:  # its busy was missed (we subscribed late, or a kernel sends it first)
             self.on_busy(kernel_id, msg_id, at)
-        head, first = code_head(code)
+        head, first = code_head(code) if self.record_code else ("", "")
         with self._lock:
             kernel = self._kernel(kernel_id)
             live = kernel.live.get(msg_id)
@@ -353,6 +368,23 @@ class CellTracker:
                 records.insert(0, running)
         return records
 
+    def running_brief(self, kernel_id: str) -> dict[str, Any] | None:
+        """The running cell without reading anything (for the heartbeat): its count, its first
+        line, when it started and the memory before it."""
+        with self._lock:
+            kernel = self._kernels.get(kernel_id)
+            lives = [live for live in kernel.live.values() if live.has_input] if kernel else []
+            if not lives:
+                return None
+            live = lives[-1]
+            return {
+                "msg_id": live.msg_id,
+                "execution_count": live.execution_count,
+                "first_line": live.first_line[:200],
+                "started_at": live.started_at,
+                "memory_before_bytes": live.before,
+            }
+
     def running(self, kernel_id: str) -> CellRecord | None:
         """The running cell as it stands now: memory now, peak so far (a fresh VmHWM read)."""
         with self._lock:
@@ -414,6 +446,17 @@ class CellTracker:
     def forget(self, kernel_id: str) -> None:
         with self._lock:
             self._kernels.pop(kernel_id, None)
+
+    def on_lifecycle(self, event: LifecycleEvent) -> None:
+        """A kernel's process died (its running cells end there), was replaced (a new
+        baseline), or the kernel left (its records go with it)."""
+        kernel_id = event.life.kernel_id
+        if isinstance(event, Died):
+            self.kernel_died(kernel_id, event.at)
+        elif isinstance(event, Restarted):
+            self.restarted(kernel_id)
+        elif isinstance(event, Gone):
+            self.forget(kernel_id)
 
     def hwm_seen(self, kernel_id: str) -> int:
         """The kernel process's highest VmHWM read before a reset (since its last restart).

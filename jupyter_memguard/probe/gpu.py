@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from ..models import GpuDevice
+
 
 @dataclass(frozen=True)
 class GpuProcessUsage:
@@ -22,31 +24,6 @@ class GpuProcessUsage:
     device_name: str
     used_bytes: int
     device_total_bytes: int
-
-
-@dataclass(frozen=True)
-class GpuDevice:
-    """One device's memory, and what each kernel of this server holds on it."""
-
-    index: int
-    name: str
-    used_bytes: int
-    total_bytes: int
-    kernels: tuple[tuple[str, int], ...] = ()  # (kernel id, bytes), largest first
-
-    @property
-    def free_bytes(self) -> int:
-        return max(0, self.total_bytes - self.used_bytes)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "index": self.index,
-            "name": self.name,
-            "used_bytes": self.used_bytes,
-            "total_bytes": self.total_bytes,
-            "free_bytes": self.free_bytes,
-            "kernels": [{"kernel_id": k, "bytes": b} for k, b in self.kernels],
-        }
 
 
 class GpuReader:

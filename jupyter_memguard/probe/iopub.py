@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from jupyter_client.session import Session
 
+from ..lifecycle import Gone, LifecycleEvent, Restarted, Started
+
 if TYPE_CHECKING:
     from .cells import CellTracker
 
@@ -95,18 +97,15 @@ class IopubListener:
         self.messages_received = 0
         self.messages_parsed = 0
 
-    def sync(self, kernels: dict[str, int | None]) -> None:
-        """Subscribe to new (or restarted) kernels and drop those that are gone (event loop)."""
-        for kernel_id in [k for k in self._subscriptions if k not in kernels]:
+    def on_lifecycle(self, event: LifecycleEvent) -> None:
+        """Listen to a kernel from its start (and its new process after a restart, which may
+        have new ports); stop when it leaves."""
+        kernel_id = event.life.kernel_id
+        if isinstance(event, (Started, Restarted)):
+            self.watch(kernel_id, event.life.pid)
+        elif isinstance(event, Gone):
             self._close(kernel_id)
-        for kernel_id in [k for k in self._failed if k not in kernels]:
-            self._failed.pop(kernel_id)
-        for kernel_id, pid in kernels.items():
-            failed_before = kernel_id not in self._subscriptions and (
-                kernel_id in self._failed and self._failed[kernel_id] == pid
-            )
-            if not failed_before:  # (a kernel we cannot listen to is not retried every tick)
-                self.watch(kernel_id, pid)
+            self._failed.pop(kernel_id, None)
 
     def status_json(self) -> dict[str, Any]:
         """What listening costs: kernels listened to, messages, event-loop seconds spent."""

@@ -1,4 +1,4 @@
-"""Reading the kernel log (/dev/kmsg) for OOM-killer records, without blocking.
+"""Reading the kernel log (/dev/kmsg) for OOM-killer records, without blocking, and parsing them.
 
 Each read() of /dev/kmsg returns one record "prio,seq,usec,flags;text". Records carry a
 sequence number, which the journal stores as a checkpoint so a restarted server does not
@@ -9,9 +9,70 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 from dataclasses import dataclass
 
-from ..forensics.classify import OomKill, parse_oom_line
+from ..models import OomKill
+
+_KMSG_PREFIX = re.compile(r"^\d+,\d+,\d+,[^;]*;")
+_DMESG_PREFIX = re.compile(r"^\[\s*\d+\.\d+\]\s*")
+_KILLED = re.compile(
+    r"(?:(?P<scope>Memory cgroup out of memory|Out of memory(?: \(oom_kill_allocating_task\))?):\s*)?"
+    r"Kill(?:ed)? process (?P<pid>\d+) \((?P<name>[^)]*)\)"
+    r"(?P<rest>.*)$"
+)
+_KB_FIELD = re.compile(r"(?P<key>total-vm|anon-rss|file-rss|shmem-rss):(?P<kb>\d+)kB")
+_OOM_KILL = re.compile(r"oom-kill:(?P<fields>\S+)")
+
+
+def _strip(line: str) -> str:
+    line = line.strip()
+    line = _KMSG_PREFIX.sub("", line, count=1)
+    return _DMESG_PREFIX.sub("", line, count=1)
+
+
+def parse_oom_line(line: str) -> OomKill | None:
+    """Parse an OOM-killer line (modern, pre-4.19, cgroup, oom-kill summary); None otherwise."""
+    text = _strip(line)
+    summary = _OOM_KILL.search(text)
+    if summary:
+        fields = dict(
+            part.split("=", 1) for part in summary.group("fields").split(",") if "=" in part
+        )
+        if "pid" not in fields or not fields["pid"].isdigit():
+            return None
+        return OomKill(
+            pid=int(fields["pid"]),
+            process_name=fields.get("task"),
+            anon_rss_bytes=None,
+            total_vm_bytes=None,
+            constraint=fields.get("constraint"),
+            memcg=fields.get("task_memcg") or fields.get("oom_memcg"),
+            raw=text,
+            oom_memcg=fields.get("oom_memcg"),
+        )
+    match = _KILLED.search(text)
+    if not match:
+        return None
+    # "Kill process … or sacrifice child" (pre-4.19) and "Killed process …" both name the victim,
+    # but a bare "Killed process" is only accepted with its memory figures, so that unrelated
+    # messages that happen to say "killed process" are not taken for the OOM killer.
+    rest = match.group("rest")
+    sizes = {m.group("key"): int(m.group("kb")) * 1024 for m in _KB_FIELD.finditer(rest)}
+    if match.group("scope") is None and not sizes and "sacrifice child" not in rest:
+        return None
+    constraint = (
+        "CONSTRAINT_MEMCG" if (match.group("scope") or "").startswith("Memory cgroup") else None
+    )
+    return OomKill(
+        pid=int(match.group("pid")),
+        process_name=match.group("name"),
+        anon_rss_bytes=sizes.get("anon-rss"),
+        total_vm_bytes=sizes.get("total-vm"),
+        constraint=constraint,
+        memcg=None,
+        raw=text,
+    )
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ Everything here reads files only. ``root`` lets tests point the readers at a fak
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +48,25 @@ def parse_keyed(text: str | None) -> dict[str, int]:
             except ValueError:
                 continue
     return result
+
+
+def pick(text: str | None, *keys: str) -> dict[str, int]:
+    """The given "key value" lines of a long keyed file (memory.stat: ~40 lines), found without
+    parsing the others: read every tick for every kernel, so it is kept cheap."""
+    found: dict[str, int] = {}
+    if not text:
+        return found
+    text = "\n" + text
+    for key in keys:
+        at = text.find(f"\n{key} ")
+        if at < 0:
+            continue
+        value = text[
+            at + len(key) + 2 : text.find("\n", at + 1) if text.find("\n", at + 1) > 0 else None
+        ]
+        if value.strip().isdigit():
+            found[key] = int(value)
+    return found
 
 
 def parse_meminfo(text: str) -> dict[str, int]:
@@ -134,7 +154,7 @@ def _ancestors(directory: Path, top: Path) -> list[Path]:
     return chain
 
 
-def read_cgroup_v2(directory: Path, top: Path) -> CgroupReading | None:
+def read_cgroup_v2(directory: Path, top: Path, counters: bool = True) -> CgroupReading | None:
     """Read a v2 cgroup: the smallest memory.max among it and its ancestors."""
     if not (directory / "memory.current").exists():
         return None
@@ -146,11 +166,11 @@ def read_cgroup_v2(directory: Path, top: Path) -> CgroupReading | None:
     usage = _read_int(limit_dir / "memory.current")
     stat = parse_keyed(_read_text(limit_dir / "memory.stat"))
     working = None if usage is None else max(0, usage - stat.get("inactive_file", 0))
-    events = parse_keyed(_read_text(limit_dir / "memory.events"))
+    events = parse_keyed(_read_text(limit_dir / "memory.events")) if counters else {}
     return CgroupReading(2, str(limit_dir), limit, usage, working, events.get("oom_kill"))
 
 
-def read_cgroup_v1(directory: Path, top: Path) -> CgroupReading | None:
+def read_cgroup_v1(directory: Path, top: Path, counters: bool = True) -> CgroupReading | None:
     """Read a v1 memory cgroup: the smallest limit_in_bytes among it and its ancestors."""
     if not (directory / "memory.usage_in_bytes").exists():
         return None
@@ -163,7 +183,8 @@ def read_cgroup_v1(directory: Path, top: Path) -> CgroupReading | None:
     stat = parse_keyed(_read_text(limit_dir / "memory.stat"))
     inactive = stat.get("total_inactive_file", stat.get("inactive_file", 0))
     working = None if usage is None else max(0, usage - inactive)
-    return CgroupReading(1, str(limit_dir), limit, usage, working, _v1_oom_kills(limit_dir))
+    kills = _v1_oom_kills(limit_dir) if counters else None
+    return CgroupReading(1, str(limit_dir), limit, usage, working, kills)
 
 
 def _v1_oom_kills(directory: Path) -> int | None:
@@ -183,8 +204,9 @@ def _v1_oom_kills(directory: Path) -> int | None:
     return total
 
 
-def find_cgroup(root: Path = Path("/")) -> CgroupReading | None:
-    """Locate this process's memory cgroup (v2 preferred, then v1) and read it."""
+def find_cgroup(root: Path = Path("/"), counters: bool = True) -> CgroupReading | None:
+    """Locate this process's memory cgroup (v2 preferred, then v1) and read it (its OOM
+    counter too, unless ``counters`` is False: on v1 that is a file per cgroup below it)."""
     mountinfo = _read_text(root / "proc/self/mountinfo") or ""
     proc_cgroup = _read_text(root / "proc/self/cgroup") or ""
     v2_path, v1_path = parse_proc_cgroup(proc_cgroup)
@@ -192,9 +214,9 @@ def find_cgroup(root: Path = Path("/")) -> CgroupReading | None:
     for mount in parse_mountinfo(mountinfo):
         top = root / mount.mount_point.lstrip("/")
         if mount.version == 2 and v2_path is not None:
-            reading = read_cgroup_v2(_cgroup_dir(root, mount, v2_path), top)
+            reading = read_cgroup_v2(_cgroup_dir(root, mount, v2_path), top, counters)
         elif mount.version == 1 and "memory" in mount.controllers and v1_path is not None:
-            reading = read_cgroup_v1(_cgroup_dir(root, mount, v1_path), top)
+            reading = read_cgroup_v1(_cgroup_dir(root, mount, v1_path), top, counters)
         else:
             continue
         if reading is not None:
@@ -226,52 +248,139 @@ def read_budget(
     root: Path = Path("/"),
     spawner_limit: int | None = None,
 ) -> Budget:
-    """Work out the effective memory budget: the smallest limit that applies.
+    """Work out the effective memory budget: the smallest limit that applies (one read)."""
+    return BudgetReader(configured_limit, spawner_limit, root).read(tree_rss_bytes)
+
+
+# On ties prefer the most specific source (config, then an enforced cgroup, then the
+# spawner's MEM_LIMIT, then the host).
+_SPECIFICITY = {"config": 0, "cgroup_v2": 1, "cgroup_v1": 1, "spawner_mem_limit": 2, "host": 3}
+
+
+def _meminfo_kb(text: str, key: str) -> int | None:
+    at = text.find(f"\n{key}:") if not text.startswith(f"{key}:") else -1
+    if at < 0 and not text.startswith(f"{key}:"):
+        return None
+    value = text[at + len(key) + 2 :].split("\n", 1)[0].split()
+    return int(value[0]) * 1024 if value and value[0].isdigit() else None
+
+
+def _host_figures(root: Path) -> tuple[int, int]:
+    """(MemTotal, MemTotal - MemAvailable) from /proc/meminfo (two lines of its ~55)."""
+    text = _read_text(root / "proc/meminfo") or ""
+    total = _meminfo_kb(text, "MemTotal") or 0
+    available = _meminfo_kb(text, "MemAvailable")
+    if available is None:
+        available = _meminfo_kb(text, "MemFree") or 0
+    return total, total - available
+
+
+class BudgetReader:
+    """The budget, read every tick with as few file reads as it takes.
 
     Candidates: the configured limit (usage = ``tree_rss_bytes``, the RSS of this server and
     its kernels), the cgroup limit (usage = working set: current minus inactive file cache),
     the limit a JupyterHub spawner passed in MEM_LIMIT (usage as for the configured limit;
     nothing enforces it but memguard), and the host total (usage = MemTotal - MemAvailable).
+
+    Where the cgroup is and which ancestor holds the limit is worked out once and again every
+    ``refresh_s`` (a limit can be resized in place); a read in between costs the usage, the
+    stat and the machine-wide OOM counter. The cgroup's own OOM counter (on v1 a sum over the
+    cgroups below, one file each) is summed again only when the machine-wide one moved.
     """
-    meminfo = parse_meminfo(_read_text(root / "proc/meminfo") or "")
-    host_total = meminfo.get("MemTotal", 0)
-    host_used = host_total - meminfo.get("MemAvailable", meminfo.get("MemFree", 0))
-    cgroup = find_cgroup(root)
-    candidates: list[tuple[int, str, int, str]] = []
-    if host_total:
-        candidates.append((host_total, "host", host_used, "host_meminfo"))
-    if cgroup is not None and cgroup.limit_bytes is not None:
-        usage = cgroup.working_set_bytes or 0
-        source = "cgroup_v2" if cgroup.version == 2 else "cgroup_v1"
-        candidates.append((cgroup.limit_bytes, source, usage, f"{source}_working_set"))
-    if spawner_limit:
-        candidates.append((spawner_limit, "spawner_mem_limit", tree_rss_bytes, "server_tree_rss"))
-    if configured_limit:
-        candidates.append((configured_limit, "config", tree_rss_bytes, "server_tree_rss"))
-    if not candidates:
-        raise RuntimeError("no memory limit could be determined (no /proc/meminfo?)")
-    # On ties prefer the most specific source (config, then an enforced cgroup, then the
-    # spawner's MEM_LIMIT, then the host).
-    specificity = {
-        "config": 0,
-        "cgroup_v2": 1,
-        "cgroup_v1": 1,
-        "spawner_mem_limit": 2,
-        "host": 3,
-    }
-    limit, source, usage, usage_source = min(candidates, key=lambda c: (c[0], specificity[c[1]]))
-    return Budget(
-        limit_bytes=limit,
-        limit_source=source,  # type: ignore[arg-type]
-        usage_bytes=usage,
-        usage_source=usage_source,
-        host_total_bytes=host_total,
-        cgroup_version=cgroup.version if cgroup else None,
-        cgroup_path=cgroup.path if cgroup else None,
-        oom_kill_count=cgroup.oom_kill_count if cgroup else None,
-        system_oom_kill_count=read_system_oom_kills(root),
-        candidates={c[1]: c[0] for c in candidates},
-    )
+
+    def __init__(
+        self,
+        configured_limit: int | None = None,
+        spawner_limit: int | None = None,
+        root: Path = Path("/"),
+        refresh_s: float = 10.0,
+    ) -> None:
+        self.configured = configured_limit
+        self.spawner = spawner_limit
+        self.root = root
+        self.refresh_s = refresh_s
+        self._located_at = -1e9
+        self._cgroup: CgroupReading | None = None
+        self._host_total = 0
+        self._oom: tuple[int | None, int | None] = (None, None)  # (system count, cgroup count)
+
+    def _locate(self) -> None:
+        self._cgroup = find_cgroup(self.root, counters=False)  # counted apart, when they move
+        self._located_at = time.monotonic()
+        self._oom = (None, None)
+
+    def _cgroup_usage(self) -> int | None:
+        """The limiting cgroup's working set now (current minus inactive file cache)."""
+        cgroup = self._cgroup
+        if cgroup is None or cgroup.limit_bytes is None:
+            return None
+        directory = Path(cgroup.path)
+        if cgroup.version == 2:
+            usage = _read_int(directory / "memory.current")
+            inactive_key = "inactive_file"
+        else:
+            usage = _read_int(directory / "memory.usage_in_bytes")
+            inactive_key = "total_inactive_file"
+        if usage is None:
+            return None
+        inactive = pick(_read_text(directory / "memory.stat"), inactive_key).get(inactive_key, 0)
+        return max(0, usage - inactive)
+
+    def usage(self) -> int:
+        """The budget's usage now, as the last full read measured it (its source's figure)."""
+        cgroup = self._cgroup_usage()
+        if cgroup is not None:
+            return cgroup
+        return _host_figures(self.root)[1]
+
+    def _oom_kills(self, system: int | None) -> int | None:
+        cgroup = self._cgroup
+        if cgroup is None:
+            return None
+        last_system, last_count = self._oom
+        if system is not None and system == last_system and last_count is not None:
+            return last_count  # no OOM kill anywhere on the machine since the last sum
+        count = oom_kills_at(cgroup.path, cgroup.version)
+        self._oom = (system, count)
+        return count
+
+    def read(self, tree_rss_bytes: int = 0) -> Budget:
+        if time.monotonic() - self._located_at >= self.refresh_s:
+            self._locate()
+        host_total, host_used = _host_figures(self.root)
+        candidates: list[tuple[int, str, int, str]] = []
+        if host_total:
+            candidates.append((host_total, "host", host_used, "host_meminfo"))
+        cgroup = self._cgroup
+        if cgroup is not None and cgroup.limit_bytes is not None:
+            usage = self._cgroup_usage() or 0
+            source = "cgroup_v2" if cgroup.version == 2 else "cgroup_v1"
+            candidates.append((cgroup.limit_bytes, source, usage, f"{source}_working_set"))
+        if self.spawner:
+            candidates.append(
+                (self.spawner, "spawner_mem_limit", tree_rss_bytes, "server_tree_rss")
+            )
+        if self.configured:
+            candidates.append((self.configured, "config", tree_rss_bytes, "server_tree_rss"))
+        if not candidates:
+            raise RuntimeError("no memory limit could be determined (no /proc/meminfo?)")
+        limit, source, usage, usage_source = min(
+            candidates, key=lambda c: (c[0], _SPECIFICITY[c[1]])
+        )
+        system = read_system_oom_kills(self.root)
+        return Budget(
+            limit_bytes=limit,
+            limit_source=source,  # type: ignore[arg-type]
+            usage_bytes=usage,
+            usage_source=usage_source,
+            host_total_bytes=host_total,
+            cgroup_version=cgroup.version if cgroup else None,
+            cgroup_path=cgroup.path if cgroup else None,
+            oom_kill_count=self._oom_kills(system),
+            system_oom_kill_count=system,
+            candidates={c[1]: c[0] for c in candidates},
+        )
 
 
 def read_memory_stat(cgroup_dir: str) -> dict[str, int]:
@@ -296,3 +405,16 @@ def own_v1_memory_cgroup(root: Path = Path("/")) -> Path | None:
             if (directory / "memory.usage_in_bytes").exists():
                 return directory
     return None
+
+
+def oom_kills_at(cgroup_dir: str | None, version: int | None) -> int | None:
+    """The OOM kill counter of one cgroup directory now (v1: with the cgroups below it; v2:
+    ``memory.events``), or None when that cgroup is gone or unreadable."""
+    if not cgroup_dir or version not in (1, 2):
+        return None
+    directory = Path(cgroup_dir)
+    if not directory.is_dir():
+        return None
+    if version == 1:
+        return _v1_oom_kills(directory)
+    return parse_keyed(_read_text(directory / "memory.events")).get("oom_kill")

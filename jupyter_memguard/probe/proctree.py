@@ -202,7 +202,7 @@ class TreeWalker:
     says it must be (a busy kernel).
     """
 
-    def __init__(self, proc: Path = PROC, max_age_s: float = 2.0) -> None:
+    def __init__(self, proc: Path = PROC, max_age_s: float = 10.0) -> None:
         self.proc = proc
         self.max_age_s = max_age_s
         self._known: dict[int, tuple[float, tuple[int, ...], tuple[tuple[int, int, int], ...]]] = {}

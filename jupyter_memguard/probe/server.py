@@ -80,6 +80,12 @@ def kernel_pgid(kernel: Any) -> int | None:
     return pgid if isinstance(pgid, int) and pgid > 1 else None
 
 
+def connection_file(kernel: Any) -> str | None:
+    """The kernel's connection file (its path names the kernel on the process's command line)."""
+    path = getattr(kernel, "connection_file", None)
+    return path if isinstance(path, str) and path else None
+
+
 def kernel_returncode(kernel: Any) -> int | None:
     """The exit status of a local kernel's process, if it has ended (read before the
     restarter replaces the process and jupyter_client forgets it)."""

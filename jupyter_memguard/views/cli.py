@@ -160,6 +160,37 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def doctor_text(checks: list[dict[str, str]], where: str) -> str:
+    """The checks, one paragraph each, marked by state."""
+    marks = {"ok": "ok", "warning": "WARN", "info": "info"}
+    lines = [where]
+    for check in checks:
+        head = f"{marks.get(check['state'], check['state']):4}  {check['topic']:14} "
+        lines.append(
+            textwrap.fill(
+                check["text"], WIDTH, initial_indent=head, subsequent_indent=" " * len(head)
+            )
+        )
+    return "\n".join(lines)
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """From the running server (what it sees), or, with none, from this machine."""
+    try:
+        base, token = find_server(args.url, args.token)
+        checks = api_get(base, token, "api/memguard/status")["doctor"]["checks"]
+        where = f"memguard doctor: the server at {base}"
+    except SystemExit:
+        if args.url:
+            raise
+        from .doctor import diagnose, gather
+
+        checks = [c.to_json() for c in diagnose(gather())]
+        where = "memguard doctor: no running server; this machine, as a server started now sees it"
+    print(json.dumps({"checks": checks}, indent=2) if args.json else doctor_text(checks, where))
+    return 0
+
+
 def cmd_cells(args: argparse.Namespace) -> int:
     base, token = find_server(args.url, args.token)
     data = api_get(base, token, f"api/memguard/kernels/{args.kernel_id}/cells")
@@ -199,9 +230,8 @@ def _signed(value: int | None) -> str:
 
 
 def cmd_terminations(args: argparse.Namespace) -> int:
-    from ..app import default_journal_path
-    from ..forensics.journal import Journal
-    from ..forensics.wording import describe
+    from ..forensics.journal import Journal, default_journal_path
+    from ..wording import describe
 
     path = Path(args.journal) if args.journal else default_journal_path()
     try:
@@ -251,6 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("kernels", "live kernels of the running server"),
         ("status", "the memory budget, who holds it, and the guard's settings"),
         ("cells", "a kernel's recent cells and what each did to its memory"),
+        ("doctor", "which mode memguard runs in here, and what follows from it"),
     ):
         p = sub.add_parser(name, help=helptext)
         p.add_argument(
@@ -285,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         "status": cmd_status,
         "cells": cmd_cells,
         "terminations": cmd_terminations,
+        "doctor": cmd_doctor,
     }[args.command]
     return handler(args)
 

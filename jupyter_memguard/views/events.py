@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 SCHEMA_DIR = Path(__file__).parent / "event_schemas"
+SCHEMA_VERSION = "v2"  # every payload carries the words and a structured trigger
 EVENT_KINDS = (
     "memory_warning",
     "kernel_halting",
@@ -20,7 +21,7 @@ EVENT_KINDS = (
 
 def schema_id(kind: str) -> str:
     """The schema id of one event kind."""
-    return f"https://events.jupyter.org/jupyter_memguard/{kind}/v1"
+    return f"https://events.jupyter.org/jupyter_memguard/{kind}/{SCHEMA_VERSION}"
 
 
 class EventEmitter:
@@ -32,7 +33,7 @@ class EventEmitter:
         self.emitted: list[tuple[str, dict[str, Any]]] = []  # recent events, newest last
         if event_logger is not None:
             for kind in EVENT_KINDS:
-                event_logger.register_event_schema(SCHEMA_DIR / kind / "v1.yaml")
+                event_logger.register_event_schema(SCHEMA_DIR / kind / f"{SCHEMA_VERSION}.yaml")
 
     def emit(self, kind: str, data: dict[str, Any]) -> None:
         """Emit one event; a failure is logged, never raised into the caller."""

@@ -1,94 +1,156 @@
-"""REST handlers under /api/memguard/ (JSON, authenticated, resource "memguard")."""
+"""REST handlers under /api/memguard/ (JSON, authenticated, resource "memguard").
+
+Thin: each reads the view (views.source), never the extension app. Every query parameter is
+declared: an unknown one, or a value out of range, is a 400 naming the parameter.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
-from typing import TYPE_CHECKING, Any, get_args
+from collections.abc import Callable
+from typing import Any
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
 from .. import __version__
-from ..models import Tick, Verdict
-from ..probe.server import kernel_ids
-from .serialize import cells_json, kernel_json, status_json, termination_json
-
-if TYPE_CHECKING:
-    from ..app import MemGuard
+from ..models import VERDICTS, Tick
+from .serialize import budget_json, cells_json, kernel_json, status_json, termination_json
+from .source import MemGuardView, TerminationQuery
 
 KERNEL_ID = r"(?P<kernel_id>[\w-]+)"
-VERDICTS = frozenset(get_args(Verdict))
+IGNORED = frozenset({"token", "_xsrf"})  # jupyter_server's own: authentication
+Parse = Callable[[str, str], Any]  # (parameter name, text) -> value, or raises HTTPError 400
+
+
+def _choice(*choices: str) -> Parse:
+    def parse(name: str, text: str) -> str:
+        if text not in choices:
+            raise web.HTTPError(400, f"{name} must be one of {', '.join(choices)}, got {text!r}")
+        return text
+
+    return parse
+
+
+def _number(minimum: float, maximum: float, integer: bool = False) -> Parse:
+    def parse(name: str, text: str) -> float | int:
+        try:
+            value = int(text) if integer else float(text)
+        except ValueError:
+            kind = "an integer" if integer else "a number"
+            raise web.HTTPError(400, f"{name} must be {kind}, got {text!r}") from None
+        if not minimum <= value <= maximum:
+            raise web.HTTPError(400, f"{name} must be between {minimum:g} and {maximum:g}")
+        return value
+
+    return parse
+
+
+def _text(max_length: int = 4096) -> Parse:
+    def parse(name: str, text: str) -> str:
+        if len(text) > max_length:
+            raise web.HTTPError(400, f"{name} must be at most {max_length} characters")
+        return text
+
+    return parse
+
+
+def _verdict(name: str, text: str) -> str:
+    if text not in VERDICTS:
+        raise web.HTTPError(400, f"unknown verdict {text!r}; one of {sorted(VERDICTS)}")
+    return text
 
 
 class MemGuardHandler(APIHandler):
-    """Base: access to the MemGuard app, JSON errors, the auth resource."""
+    """Base: the view, JSON errors, the auth resource, declared query parameters."""
 
     auth_resource = "memguard"
+    parameters: dict[str, Parse] = {}
 
     @property
-    def memguard(self) -> MemGuard:
-        return self.settings["memguard"]
+    def view(self) -> MemGuardView:
+        return self.settings["memguard_view"]
 
-    def _detail(self) -> bool:
-        detail = self.get_argument("detail", "rss")
-        if detail not in ("rss", "pss"):
-            raise web.HTTPError(400, f"detail must be 'rss' or 'pss', got {detail!r}")
-        return detail == "pss"
+    def params(self) -> dict[str, Any]:
+        """The query's parameters, parsed; 400 for one not declared or out of range."""
+        values: dict[str, Any] = {}
+        for name, given in self.request.query_arguments.items():
+            if name in IGNORED or (name.isdigit() and given in ([b""], [])):
+                continue  # authentication, or a client's cache-buster (JupyterLab's ?<ms>)
+            parse = self.parameters.get(name)
+            if parse is None:
+                allowed = ", ".join(sorted(self.parameters)) or "none"
+                raise web.HTTPError(400, f"unknown parameter {name!r} (allowed: {allowed})")
+            if len(given) != 1:
+                raise web.HTTPError(400, f"parameter {name!r} given more than once")
+            text = given[0].decode("utf-8", "replace")
+            if text != "":
+                values[name] = parse(name, text)
+        return values
 
     def _known(self, kernel_id: str) -> None:
-        if kernel_id not in self.memguard.monitor.latest.kernels:
-            if kernel_id in self.kernel_manager:
-                return
+        if not self.view.knows(kernel_id):
             raise web.HTTPError(404, f"no kernel with id {kernel_id!r}")
 
     async def _fresh(self, detail: bool) -> tuple[Tick, dict[str, str]]:
         """The tick to answer from (sampled now when asked for PSS or when a kernel is not in
         the last tick yet) and the current notebook paths."""
-        monitor = self.memguard.monitor
-        tick = monitor.latest
-        if detail or any(k not in tick.kernels for k in kernel_ids(self.kernel_manager)):
-            tick = await monitor.sample(detail=detail)
+        tick = self.view.latest()
+        if detail or any(k not in tick.kernels for k in self._manager_ids()):
+            tick = await self.view.sample(detail=detail)
         # Sessions are cheap to list (in-memory SQLite); a request always shows current paths,
         # so a notebook opened a moment ago is never listed without its path.
-        return tick, await monitor.current_paths()
+        return tick, await self.view.current_paths()
+
+    def _manager_ids(self) -> list[str]:
+        return list(self.kernel_manager.list_kernel_ids())
 
     def can_halt(self) -> bool:
         authorizer = self.authorizer
         return bool(authorizer.is_authorized(self, self.current_user, "write", self.auth_resource))
 
 
+DETAIL = {"detail": _choice("rss", "pss")}
+
+
 class KernelsHandler(MemGuardHandler):
     """GET /api/memguard/kernels: every kernel of this server with its memory."""
+
+    parameters = DETAIL
 
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        tick, paths = await self._fresh(self._detail())
-        settings = self.memguard.config_in_force
+        detail = self.params().get("detail") == "pss"
+        tick, paths = await self._fresh(detail)
+        settings = self.view.settings
+        halting = self.view.halting()
         kernels = []
         for state in tick.kernels.values():
-            data = kernel_json(state, settings)
+            data = kernel_json(state, settings, halting=state.kernel_id in halting)
             data["path"] = paths.get(state.kernel_id, state.path)
             kernels.append(data)
-        self.finish(json.dumps({"kernels": kernels, "budget": tick.budget.to_json()}))
+        self.finish(json.dumps({"kernels": kernels, "budget": budget_json(tick.budget, settings)}))
 
 
 class KernelHandler(MemGuardHandler):
     """GET /api/memguard/kernels/{id}: one kernel with its recent history."""
 
+    parameters = DETAIL
+
     @web.authenticated
     @authorized
     async def get(self, kernel_id: str) -> None:
-        detail = self._detail()
+        detail = self.params().get("detail") == "pss"
         self._known(kernel_id)
         tick, paths = await self._fresh(detail)
         state = tick.kernels.get(kernel_id)
         if state is None:
             raise web.HTTPError(404, f"no kernel with id {kernel_id!r}")
-        data = kernel_json(state, self.memguard.config_in_force, history=True)
+        halting = kernel_id in self.view.halting()
+        data = kernel_json(state, self.view.settings, history=True, halting=halting)
         data["path"] = paths.get(kernel_id, state.path)
         self.finish(json.dumps(data))
 
@@ -96,12 +158,25 @@ class KernelHandler(MemGuardHandler):
 class CellsHandler(MemGuardHandler):
     """GET /api/memguard/kernels/{id}/cells: the kernel's recent cells with their memory."""
 
+    parameters = {"limit": _number(1, 1000, integer=True)}
+
     @web.authenticated
     @authorized
     async def get(self, kernel_id: str) -> None:
+        limit = self.params().get("limit", 200)
         self._known(kernel_id)
-        cells = self.memguard.cells.cells(kernel_id, include_running=True)
-        self.finish(json.dumps(cells_json(cells)))
+        self.finish(json.dumps(cells_json(self.view.cells(kernel_id)[:limit])))
+
+
+class VariablesHandler(MemGuardHandler):
+    """GET /api/memguard/kernels/{id}/variables: the largest names in its namespace."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, kernel_id: str) -> None:
+        self.params()
+        self._known(kernel_id)
+        self.finish(json.dumps(await self.view.variables(kernel_id)))
 
 
 class HaltHandler(MemGuardHandler):
@@ -110,9 +185,10 @@ class HaltHandler(MemGuardHandler):
     @web.authenticated
     @authorized
     async def post(self, kernel_id: str) -> None:
+        self.params()
         self._known(kernel_id)
         body = self.request.body.strip()
-        reason = "halted by an administrator"
+        note = None
         if body:
             try:
                 payload = json.loads(body)
@@ -120,93 +196,66 @@ class HaltHandler(MemGuardHandler):
                 raise web.HTTPError(400, f"body is not JSON: {error}") from None
             if not isinstance(payload, dict):
                 raise web.HTTPError(400, "body must be a JSON object")
-            given = payload.get("reason", reason)
-            if not isinstance(given, str) or len(given) > 500:
+            unknown = sorted(set(payload) - {"reason"})
+            if unknown:
+                raise web.HTTPError(400, f"unknown field {unknown[0]!r} (allowed: reason)")
+            given = payload.get("reason")
+            if given is not None and (not isinstance(given, str) or len(given) > 500):
                 raise web.HTTPError(400, "reason must be a string of at most 500 characters")
-            reason = given or reason
+            note = given or None
         user = getattr(self.current_user, "username", None) or "unknown user"
-        app = self.memguard
-        tick = await app.monitor.sample()
-        task = asyncio.ensure_future(app.runner.admin_halt(kernel_id, tick, f"{reason} ({user})"))
-        app.runner.tasks.add(task)
-        task.add_done_callback(app.runner.tasks.discard)
+        await self.view.halt(kernel_id, user, note)
         self.set_status(202)
         self.finish(json.dumps({"kernel_id": kernel_id, "accepted": True}))
 
 
 class StatusHandler(MemGuardHandler):
-    """GET /api/memguard/status: budget, usage, limit source, settings in force."""
+    """GET /api/memguard/status: budget, who holds it, settings in force, how memguard runs."""
 
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        app = self.memguard
-        tick = app.monitor.latest
+        self.params()
+        tick = self.view.latest()
         if tick.number == 0:
-            tick = await app.monitor.sample()
-        data = status_json(tick, app.config_in_force, await app.monitor.current_paths())
-        data["gpu"] = app.monitor.gpu.status_json()
+            tick = await self.view.sample()
+        data = status_json(tick, self.view.settings, await self.view.current_paths())
+        data.update(self.view.status_parts())
         data["version"] = __version__
         data["can_halt"] = self.can_halt()
-        data["journal"] = app.deaths.status_json()
-        data["iopub"] = app.deaths.iopub.status_json()
-        data["kernel_cgroups"] = {
-            "available": app.cgroups_per_kernel.available,
-            "reason": app.cgroups_per_kernel.reason,
-        }
         self.finish(json.dumps(data))
 
 
 class TerminationsHandler(MemGuardHandler):
     """GET /api/memguard/terminations: the journal, filtered and paged."""
 
+    parameters = {
+        "kernel_id": _text(200),
+        "path": _text(),
+        "verdict": _verdict,
+        "since": _number(0, 4102444800),
+        "limit": _number(1, 1000, integer=True),
+        "offset": _number(0, 10**9, integer=True),
+    }
+
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        query = parse_termination_query(self.get_argument)
-        journal = self.memguard.recorder.journal
-        rows, total = await asyncio.to_thread(journal.terminations, **query)
+        query = TerminationQuery(**self.params())
+        if query.since is not None and query.since > time.time() + 86400 * 365:
+            raise web.HTTPError(400, "since is more than a year ahead")
+        rows, total = await self.view.terminations(query)
+        settings = self.view.settings
         self.finish(
             json.dumps(
                 {
-                    "terminations": [
-                        termination_json(r, self.memguard.config_in_force) for r in rows
-                    ],
+                    "terminations": [termination_json(r, settings) for r in rows],
                     "total": total,
-                    "limit": query["limit"],
-                    "offset": query["offset"],
+                    "limit": query.limit,
+                    "offset": query.offset,
                 }
             )
         )
-
-
-def parse_termination_query(get: Any) -> dict[str, Any]:
-    """Validate the journal filters; a bad value is a 400 with the reason."""
-
-    def number(name: str, default: float, minimum: float, maximum: float) -> float:
-        text = get(name, None)
-        if text in (None, ""):
-            return default
-        try:
-            value = float(text)
-        except ValueError:
-            raise web.HTTPError(400, f"{name} must be a number, got {text!r}") from None
-        if not minimum <= value <= maximum:
-            raise web.HTTPError(400, f"{name} must be between {minimum} and {maximum}")
-        return value
-
-    verdict = get("verdict", None) or None
-    if verdict is not None and verdict not in VERDICTS:
-        raise web.HTTPError(400, f"unknown verdict {verdict!r}; one of {sorted(VERDICTS)}")
-    since = number("since", 0.0, 0.0, time.time() + 86400 * 365)
-    return {
-        "kernel_id": get("kernel_id", None) or None,
-        "path": get("path", None) or None,
-        "verdict": verdict,
-        "since": since or None,
-        "limit": int(number("limit", 100, 1, 1000)),
-        "offset": int(number("offset", 0, 0, 10**9)),
-    }
 
 
 def handlers() -> list[tuple[str, type[MemGuardHandler]]]:
@@ -215,6 +264,7 @@ def handlers() -> list[tuple[str, type[MemGuardHandler]]]:
         ("/api/memguard/kernels", KernelsHandler),
         (f"/api/memguard/kernels/{KERNEL_ID}", KernelHandler),
         (f"/api/memguard/kernels/{KERNEL_ID}/cells", CellsHandler),
+        (f"/api/memguard/kernels/{KERNEL_ID}/variables", VariablesHandler),
         (f"/api/memguard/kernels/{KERNEL_ID}/halt", HaltHandler),
         ("/api/memguard/status", StatusHandler),
         ("/api/memguard/terminations", TerminationsHandler),

@@ -10,15 +10,29 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..forensics.journal import TerminationRecord
-from ..forensics.wording import describe
 from ..guard.policy import kernel_limit, level
-from ..models import KernelState, Tick
+from ..models import Budget, KernelState, Tick
 from ..probe.cells import CellRecord
 from ..settings import MemGuardSettings
+from ..wording import describe, vocabulary
+
+GROWING_SPAN_S = 3.0  # a rate is shown once the kernel has grown for this long ...
+GROWING_BYTES = 2 * 2**20  # ... by at least this much
+GROWING_RATE = 2**20  # bytes/s
+
+
+def growing(state: KernelState) -> bool:
+    """Whether a growth rate is worth showing: the kernel is busy and has grown for a few
+    seconds (not a one-time allocation seconds ago, not an idle kernel)."""
+    if not state.busy or state.growth_bytes_per_s < GROWING_RATE or len(state.history) < 2:
+        return False
+    end, now_bytes = state.history[-1]
+    earlier = [b for t, b in state.history if end - t >= GROWING_SPAN_S]
+    return bool(earlier) and now_bytes - earlier[-1] >= GROWING_BYTES
 
 
 def kernel_json(
-    state: KernelState, settings: MemGuardSettings, history: bool = False
+    state: KernelState, settings: MemGuardSettings, history: bool = False, halting: bool = False
 ) -> dict[str, Any]:
     """The REST representation of one kernel as the tick saw it."""
     memory = None
@@ -54,19 +68,34 @@ def kernel_json(
         "limit_source": state.limit_source,
         "warn_bytes": int(limit * settings.warn_fraction),
         "halt_bytes": int(limit * settings.halt_fraction),
+        "kill_bytes": int(limit * settings.kill_fraction),
         "level": level(state.usage_bytes, limit, settings),
+        "growing": growing(state),
         "gpu": state.gpu,
+        "cells_source": state.cells_source,
+        "halted": halting,
     }
     if history:
         data["history"] = [[round(t, 3), b] for t, b in state.history]
     return data
 
 
+def budget_json(budget: Budget, settings: MemGuardSettings) -> dict[str, Any]:
+    """The budget with its lines (the server's, never recomputed by a client)."""
+    limit = budget.limit_bytes
+    return {
+        **budget.to_json(),
+        "warn_bytes": int(limit * settings.warn_fraction),
+        "halt_bytes": int(limit * settings.halt_fraction),
+        "kill_bytes": int(limit * settings.kill_fraction),
+    }
+
+
 def kernels_json(tick: Tick, settings: MemGuardSettings) -> dict[str, Any]:
     """GET /api/memguard/kernels: every kernel and the budget."""
     return {
         "kernels": [kernel_json(k, settings) for k in tick.kernels.values()],
-        "budget": tick.budget.to_json(),
+        "budget": budget_json(tick.budget, settings),
     }
 
 
@@ -78,7 +107,7 @@ def status_json(
     paths = paths or {}
     limit, source = kernel_limit(settings, tick.budget)
     return {
-        "budget": tick.budget.to_json(),
+        "budget": budget_json(tick.budget, settings),
         "kernels_rss_bytes": sum(
             k.memory.rss_bytes for k in tick.kernels.values() if k.memory is not None
         ),
@@ -104,6 +133,8 @@ def status_json(
             }
             for device in tick.gpu_devices
         ],
+        "display_units": settings.display_units,
+        "verdicts": vocabulary(),
         "settings": {
             **settings.to_json(),
             # The limit each kernel is held to now (kernel_memory_limit, or the budget).
