@@ -1,16 +1,10 @@
 /**
- * Pure formatting helpers (no JupyterLab imports, so jest can test them directly).
+ * Units: sizes, rates, percentages and durations as text (pure; no JupyterLab imports).
  */
-import { IKernelGpu, IKernelMemory, Level, Units, UnitsSetting } from './types';
+import { Units, UnitsSetting } from './model/types';
 
 const DECIMAL = ['B', 'kB', 'MB', 'GB', 'TB', 'PB'];
 const BINARY = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
-
-/** Bytes per second below which growth is noise (allocator jitter, caches). */
-export const GROWTH_FLOOR = 1024 ** 2;
-
-/** Seconds of history a growth rate is computed over. */
-export const GROWTH_WINDOW = 10;
 
 /**
  * The units to display: the user's setting, or the server's `display_units` when the
@@ -70,19 +64,6 @@ export function formatBytes(
     : `${figure(value)} ${names[index]}`;
 }
 
-/**
- * A kernel's memory as the guard counts it: pages counted once (`used_bytes`), else (an
- * older server) the RSS sum.
- */
-export function usedBytes(memory: IKernelMemory | null | undefined): number {
-  if (!memory) {
-    return 0;
-  }
-  return typeof memory.used_bytes === 'number'
-    ? memory.used_bytes
-    : memory.rss_bytes;
-}
-
 /** "+150 MiB", "−1.2 GiB", "±0 B" (a minus sign, not a hyphen). */
 export function formatSignedBytes(
   bytes: number | null | undefined,
@@ -127,26 +108,6 @@ export function formatRate(
   return `${formatBytes(bytesPerSecond, units)}/s`;
 }
 
-/**
- * A kernel's GPU memory: a short figure for the status bar and one line per device.
- * Null when the kernel uses no GPU (or memguard cannot see one).
- */
-export function formatGpu(
-  gpu: IKernelGpu | null | undefined,
-  units: Units = 'binary'
-): { short: string; lines: string[] } | null {
-  if (!gpu || !gpu.devices.length) {
-    return null;
-  }
-  return {
-    short: `GPU ${formatBytes(gpu.used_bytes, units)}`,
-    lines: gpu.devices.map(
-      d =>
-        `GPU ${d.index} (${d.name}): ${formatUsage(d.used_bytes, d.total_bytes, units)}`
-    )
-  };
-}
-
 /** "42 s", "5 min", "3 h 10 min". */
 export function formatDuration(seconds: number): string {
   if (!isFinite(seconds) || seconds < 0) {
@@ -178,96 +139,4 @@ export function formatSeconds(seconds: number | null | undefined): string {
     return `${seconds.toFixed(1)} s`;
   }
   return formatDuration(seconds);
-}
-
-/** The display level of a memory figure against its limit. */
-export function levelOf(
-  used: number,
-  limit: number,
-  warnFraction: number,
-  haltFraction: number
-): Level {
-  if (limit <= 0) {
-    return 'ok';
-  }
-  if (used >= haltFraction * limit) {
-    return 'critical';
-  }
-  if (used >= warnFraction * limit) {
-    return 'warning';
-  }
-  return 'ok';
-}
-
-/**
- * The growth rate worth showing (bytes/s), or null: computed over the last GROWTH_WINDOW
- * seconds of history, only when the newest sample is recent (`now`, seconds) and the kernel
- * grew faster than `floor`. An idle kernel shows no growth, however fast it grew before.
- */
-export function meaningfulGrowth(
-  history: ReadonlyArray<[number, number]>,
-  now: number,
-  floor: number = GROWTH_FLOOR
-): number | null {
-  if (history.length < 2) {
-    return null;
-  }
-  const [lastTime, lastBytes] = history[history.length - 1];
-  if (now - lastTime > GROWTH_WINDOW) {
-    return null;
-  }
-  let first = history.length - 1;
-  while (first > 0 && lastTime - history[first - 1][0] <= GROWTH_WINDOW) {
-    first -= 1;
-  }
-  const [firstTime, firstBytes] = history[first];
-  const span = lastTime - firstTime;
-  if (span < 1) {
-    return null;
-  }
-  const rate = (lastBytes - firstBytes) / span;
-  return rate >= floor ? rate : null;
-}
-
-/** SVG polyline points for a history of [time, bytes], scaled to width × height against max. */
-export function sparklinePoints(
-  history: ReadonlyArray<[number, number]>,
-  width: number,
-  height: number,
-  max: number
-): string {
-  if (history.length < 2 || max <= 0) {
-    return '';
-  }
-  const start = history[0][0];
-  const span = history[history.length - 1][0] - start || 1;
-  return history
-    .map(([time, bytes]) => {
-      const x = ((time - start) / span) * width;
-      const y = height - (Math.min(bytes, max) / max) * height;
-      return `${x.toFixed(1)},${y.toFixed(1)}`;
-    })
-    .join(' ');
-}
-
-/** The y coordinate of a byte figure in a chart of `height` whose top is `max`. */
-export function chartY(bytes: number, height: number, max: number): number {
-  if (max <= 0) {
-    return height;
-  }
-  return height - (Math.min(Math.max(bytes, 0), max) / max) * height;
-}
-
-/**
- * Milliseconds between polls: the refresh interval while the page is visible, six times
- * slower (at most a minute) while it is hidden. Never faster than twice a second.
- */
-export function pollInterval(refreshSeconds: number, hidden: boolean): number {
-  const base = Math.max(0.5, refreshSeconds) * 1000;
-  return hidden ? Math.min(60000, base * 6) : base;
-}
-
-/** The last part of a path ("work/big.ipynb" → "big.ipynb"). */
-export function basename(path: string | null | undefined): string | null {
-  return path ? (path.split('/').pop() ?? path) : null;
 }

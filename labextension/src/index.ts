@@ -1,7 +1,7 @@
 /**
- * jupyter-memguard's JupyterLab plugins: the model (polling and events), the status-bar item,
- * the notices, the cells (halted cells' notes, memory badges), the Memory panel and the
- * Details views (the memory timeline of a kernel or of a kernel stop).
+ * jupyter-memguard's JupyterLab plugins, each small: the model (one Poll, memguard's events),
+ * the status-bar item, the notices and the watch on JupyterLab's sessions, the cells (the
+ * stopped cell's note, memory badges), the Memory panel and the Details views.
  */
 import {
   ILabShell,
@@ -10,26 +10,57 @@ import {
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
 import { ICommandPalette } from '@jupyterlab/apputils';
+import { PageConfig } from '@jupyterlab/coreutils';
 import { INotebookTracker } from '@jupyterlab/notebook';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { IStatusBar } from '@jupyterlab/statusbar';
 import { ITranslator, nullTranslator } from '@jupyterlab/translation';
 import { LabIcon } from '@jupyterlab/ui-components';
 
-import { DEFAULT_BADGE_SETTINGS, IBadgeSettings } from './badges';
-import { CellBadges, HaltedCells } from './cells';
-import { DetailsViews } from './details';
-import { terminationKey } from './incidents';
-import { MemoryModel } from './model';
-import { Notices } from './notices';
-import { MemoryPanel } from './panel';
-import { MemoryStatus, StatusModel } from './statusItem';
+import { Lifecycle } from './lifecycle';
+import { terminationKey } from './model/incidents';
+import { MemoryModel } from './model/model';
+import { IStorage } from './model/persist';
+import { ITermination, UnitsSetting } from './model/types';
 import { CommandIDs, IMemGuardModel } from './tokens';
-import { ITermination, UnitsSetting } from './types';
+import { CellBadges } from './views/badges';
+import { DEFAULT_BADGE_SETTINGS, IBadgeSettings } from './views/cellRecords';
+import { DetailsViews } from './views/detailsTabs';
+import { HaltedCells } from './views/haltedCells';
+import { CellIndex } from './views/notebooks';
+import { Notices } from './views/notices';
+import { MemoryPanel } from './views/panel';
+import { MemoryStatus, StatusModel } from './views/statusItem';
 
 /** The plugin whose id carries the settings (schema/plugin.json). */
 const SETTINGS_ID = 'jupyter-memguard:plugin';
 const DOMAIN = 'jupyter_memguard';
+
+/** The page's localStorage (null where it is disabled), and the keys of this server's data. */
+function storage(): IStorage | null {
+  try {
+    return window.localStorage;
+  } catch {
+    return null;
+  }
+}
+const UNITS_SETTINGS: ReadonlyArray<UnitsSetting> = [
+  'server',
+  'binary',
+  'decimal'
+];
+const STORAGE_KEY = `jupyter-memguard:v2:${PageConfig.getBaseUrl()}`;
+
+/** The open notebooks' cells and their executions: shared by the notices and the badges. */
+const cellIndexes = new WeakMap<INotebookTracker, CellIndex>();
+function cellIndex(tracker: INotebookTracker): CellIndex {
+  let index = cellIndexes.get(tracker);
+  if (!index) {
+    index = new CellIndex(tracker);
+    cellIndexes.set(tracker, index);
+  }
+  return index;
+}
 
 /**
  * Calls `apply` with the extension's settings once they are loaded and again on each change;
@@ -70,24 +101,19 @@ const modelPlugin: JupyterFrontEndPlugin<MemoryModel> = {
     app: JupyterFrontEnd,
     settingRegistry: ISettingRegistry | null
   ): MemoryModel => {
-    const model = new MemoryModel();
+    const model = new MemoryModel({
+      storage: storage(),
+      storageKey: STORAGE_KEY
+    });
     app.serviceManager.events.stream.connect((_, event) =>
       model.handleEvent(event)
     );
-    // A kernel memguard shut down is gone from the server: tell JupyterLab at once, so it
-    // stops showing it as idle and its Restart starts a new kernel.
-    model.incidentChanged.connect((_, incident) => {
-      if (incident.phase === 'ended') {
-        void app.serviceManager.sessions.refreshRunning();
-        void app.serviceManager.kernels.refreshRunning();
-      }
-    });
     if (settingRegistry) {
       const apply = (settings: ISettingRegistry.ISettings): void => {
-        model.refreshSeconds =
-          (settings.get('refreshInterval').composite as number) ?? 2;
-        model.unitsSetting = ((settings.get('units').composite as string) ??
-          'server') as UnitsSetting;
+        const seconds = settings.get('refreshInterval').composite;
+        model.refreshSeconds = typeof seconds === 'number' ? seconds : 2;
+        const units = settings.get('units').composite;
+        model.unitsSetting = UNITS_SETTINGS.find(u => u === units) ?? 'server';
       };
       followSettings(settingRegistry, apply);
     }
@@ -270,7 +296,10 @@ const statusPlugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-/** The notices: one per kernel event, kept across reloads until dismissed. */
+/**
+ * The notices (one per incident, kept across reloads until dismissed) and the watch on
+ * JupyterLab's sessions and its "kernel appears to have died" dialog.
+ */
 const noticesPlugin: JupyterFrontEndPlugin<void> = {
   id: 'jupyter-memguard:notices',
   description: 'Notifications about kernels that run out of memory or stop.',
@@ -283,13 +312,29 @@ const noticesPlugin: JupyterFrontEndPlugin<void> = {
     tracker: INotebookTracker | null,
     translator: ITranslator | null
   ): void => {
+    const sessions = app.serviceManager.sessions;
     const notices = new Notices({
       model,
       tracker,
+      cells: tracker ? cellIndex(tracker) : null,
       commands: app.commands,
       trans: (translator ?? nullTranslator).load(DOMAIN),
+      refreshSessions: () => sessions.refreshRunning(),
+      storage: storage(),
+      storageKey: `${STORAGE_KEY}:notices`
+    });
+    new Lifecycle({
+      model,
+      tracker,
       jlTrans: (translator ?? nullTranslator).load('jupyterlab'),
-      refreshSessions: () => app.serviceManager.sessions.refreshRunning()
+      // A kernel memguard shut down is gone from the server: tell JupyterLab at once, so it
+      // stops showing it as idle and its Restart starts a new kernel.
+      refreshRunning: async () => {
+        await Promise.all([
+          sessions.refreshRunning(),
+          app.serviceManager.kernels.refreshRunning()
+        ]);
+      }
     });
     void Promise.all([app.restored, model.ready]).then(() => notices.restore());
   }
@@ -314,8 +359,9 @@ const cellsPlugin: JupyterFrontEndPlugin<void> = {
     translator: ITranslator | null
   ): void => {
     const trans = (translator ?? nullTranslator).load(DOMAIN);
-    new HaltedCells(model, tracker, trans);
-    const badges = new CellBadges(model, tracker, trans, args =>
+    const index = cellIndex(tracker);
+    new HaltedCells(model, tracker, index, trans);
+    const badges = new CellBadges(model, tracker, index, trans, args =>
       app.commands.execute(CommandIDs.openDetails, { ...args })
     );
     if (settingRegistry) {

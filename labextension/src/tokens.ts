@@ -3,7 +3,7 @@
  */
 import { Token } from '@lumino/coreutils';
 
-import { MemoryModel } from './model';
+import { MemoryModel } from './model/model';
 
 export const IMemGuardModel = new Token<MemoryModel>(
   'jupyter-memguard:model',

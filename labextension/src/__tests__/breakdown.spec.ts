@@ -3,28 +3,28 @@ import {
   gpuBar,
   KERNEL_COLOURS,
   kernelColour
-} from '../breakdown';
-import { IBreakdown, IGpuDeviceStatus } from '../types';
+} from '../views/breakdown';
+import { IBreakdown, IGpuDeviceStatus } from '../model/types';
 import { GiB, MiB } from './fixtures';
 
 function breakdown(extra: Partial<IBreakdown> = {}): IBreakdown {
   return {
     usage_bytes: 1 * GiB,
-    scope: 'host',
-    scanned_at: 1000,
     kernels: [
       { kind: 'kernel', key: 'small', bytes: 100 * MiB, pids: [2] },
       { kind: 'kernel', key: 'big', bytes: 300 * MiB, pids: [3] }
     ],
     server: { kind: 'server', key: 'server', bytes: 100 * MiB, pids: [1] },
     terminals: [{ kind: 'terminal', key: '1', bytes: 200 * MiB, pids: [4] }],
+    orphans: [],
     others: [
       {
         pid: 9,
         name: 'sshd',
         cmdline: 'sshd',
         user: 'root',
-        bytes: 10 * MiB
+        bytes: 10 * MiB,
+        terminal: null
       },
       {
         pid: 8,
@@ -40,7 +40,6 @@ function breakdown(extra: Partial<IBreakdown> = {}): IBreakdown {
     page_cache_bytes: 100 * MiB,
     shmem_bytes: 0,
     unattributed_bytes: 0,
-    overcounted_bytes: 0,
     ...extra
   };
 }
@@ -69,7 +68,24 @@ describe('breakdownBar', () => {
     );
     const total = bar.segments.reduce((sum, s) => sum + s.fraction, 0);
     expect(total).toBeCloseTo(1);
-    expect(bar.overcountedBytes).toBe(0);
+  });
+
+  it('draws the kernels a stopped server left as their own segment', () => {
+    const bar = breakdownBar(
+      breakdown({
+        orphans: [
+          { kind: 'orphan', key: 'o1', bytes: 50 * MiB, pids: [11] },
+          { kind: 'orphan', key: 'o2', bytes: 150 * MiB, pids: [12] }
+        ],
+        usage_bytes: 1.2 * GiB
+      }),
+      2 * GiB
+    );
+    const orphans = bar.segments.find(s => s.kind === 'orphans');
+    expect(orphans?.bytes).toBe(200 * MiB);
+    expect(orphans?.count).toBe(2);
+    expect(orphans?.holders?.map(h => h.key)).toEqual(['o2', 'o1']);
+    expect(bar.segments.map(s => s.key).indexOf('orphans')).toBe(4);
   });
 
   it('leaves out what holds nothing and lists the other programs, largest first', () => {
@@ -80,11 +96,8 @@ describe('breakdownBar', () => {
     expect(others?.processes?.map(p => p.pid)).toEqual([8, 9]);
   });
 
-  it('scales the parts to the usage when they overcount it; the legend keeps the figures', () => {
-    const bar = breakdownBar(
-      breakdown({ usage_bytes: 512 * MiB, overcounted_bytes: 512 * MiB }),
-      2 * GiB
-    );
+  it('keeps the bar within the usage should the parts exceed it; the legend keeps the figures', () => {
+    const bar = breakdownBar(breakdown({ usage_bytes: 512 * MiB }), 2 * GiB);
     const used = bar.segments
       .filter(s => s.kind !== 'free')
       .reduce((sum, s) => sum + s.fraction, 0);
@@ -92,7 +105,6 @@ describe('breakdownBar', () => {
     expect(bar.segments.find(s => s.key === 'kernel:big')?.bytes).toBe(
       300 * MiB
     );
-    expect(bar.overcountedBytes).toBe((924 - 512) * MiB);
     expect(bar.segments[bar.segments.length - 1].fraction).toBeCloseTo(0.75);
   });
 
@@ -135,7 +147,6 @@ describe('gpuBar', () => {
     name: 'NVIDIA A100',
     used_bytes: 30 * GiB,
     total_bytes: 40 * GiB,
-    free_bytes: 10 * GiB,
     kernels: [
       { kernel_id: 'a', path: 'a.ipynb', bytes: 8 * GiB },
       { kernel_id: 'b', path: 'b.ipynb', bytes: 12 * GiB }

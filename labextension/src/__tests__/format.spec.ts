@@ -1,22 +1,17 @@
 import {
-  basename,
-  chartY,
   formatBytes,
   formatDuration,
-  formatGpu,
   formatPercent,
   formatRate,
   formatSeconds,
   formatSignedBytes,
   formatUsage,
-  levelOf,
-  meaningfulGrowth,
-  pollInterval,
-  resolveUnits,
-  sparklinePoints,
-  usedBytes
+  resolveUnits
 } from '../format';
-import { eventKind } from '../types';
+import { eventKind } from '../model/events';
+import { pollInterval } from '../model/poll';
+import { basename } from '../texts/common';
+import { chartY, sparklinePoints, spreadLabels } from '../views/geometry';
 import { GiB, MiB } from './fixtures';
 
 const KiB = 1024;
@@ -108,70 +103,6 @@ describe('formatDuration', () => {
   });
 });
 
-describe('levelOf', () => {
-  it('applies the warn and halt fractions', () => {
-    expect(levelOf(79, 100, 0.8, 0.9)).toBe('ok');
-    expect(levelOf(80, 100, 0.8, 0.9)).toBe('warning');
-    expect(levelOf(89.9, 100, 0.8, 0.9)).toBe('warning');
-    expect(levelOf(90, 100, 0.8, 0.9)).toBe('critical');
-    expect(levelOf(10, 0, 0.8, 0.9)).toBe('ok');
-  });
-});
-
-describe('meaningfulGrowth', () => {
-  const growing: [number, number][] = [
-    [100, 100 * MiB],
-    [102, 164 * MiB],
-    [104, 228 * MiB]
-  ];
-  it('shows recent growth above the floor', () => {
-    expect(meaningfulGrowth(growing, 105)).toBe(32 * MiB);
-  });
-  it('shows nothing for a kernel that stopped growing', () => {
-    const flat: [number, number][] = [
-      ...growing,
-      [110, 228 * MiB],
-      [116, 228 * MiB]
-    ];
-    expect(meaningfulGrowth(flat, 117)).toBeNull();
-  });
-  it('shows nothing once the samples are old (no lingering rate)', () => {
-    expect(meaningfulGrowth(growing, 130)).toBeNull();
-  });
-  it('ignores jitter below the floor and shrinking', () => {
-    expect(
-      meaningfulGrowth(
-        [
-          [0, 100 * MiB],
-          [5, 100 * MiB + 100 * KiB]
-        ],
-        5
-      )
-    ).toBeNull();
-    expect(
-      meaningfulGrowth(
-        [
-          [0, 200 * MiB],
-          [5, 100 * MiB]
-        ],
-        5
-      )
-    ).toBeNull();
-  });
-  it('needs two samples at least a second apart', () => {
-    expect(meaningfulGrowth([[0, 1]], 0)).toBeNull();
-    expect(
-      meaningfulGrowth(
-        [
-          [0, 0],
-          [0.5, 100 * MiB]
-        ],
-        1
-      )
-    ).toBeNull();
-  });
-});
-
 describe('sparklinePoints and chartY', () => {
   it('scales time to width and bytes to height', () => {
     const points = sparklinePoints(
@@ -206,6 +137,22 @@ describe('sparklinePoints and chartY', () => {
   });
 });
 
+describe('spreadLabels', () => {
+  it('keeps labels of close lines apart, in their order, within the chart', () => {
+    // warn, stop, limit of a 64-pixel chart: 13, 7 and 1 pixels from the top.
+    const ys = spreadLabels([14, 8, 2], 10, 8, 63);
+    expect(ys[2]).toBe(8);
+    expect(ys[1]).toBe(18);
+    expect(ys[0]).toBe(28);
+  });
+  it('leaves labels that are apart where they are', () => {
+    expect(spreadLabels([10, 40], 10, 0, 100)).toEqual([10, 40]);
+  });
+  it('pushes labels back up from the bottom', () => {
+    expect(spreadLabels([95, 99], 10, 0, 100)).toEqual([90, 100]);
+  });
+});
+
 describe('pollInterval', () => {
   it('polls at the refresh interval while visible', () => {
     expect(pollInterval(2, false)).toBe(2000);
@@ -236,41 +183,6 @@ describe('eventKind and basename', () => {
   });
 });
 
-describe('formatGpu', () => {
-  it('is null for kernels without GPU memory', () => {
-    expect(formatGpu(null)).toBeNull();
-    expect(formatGpu(undefined)).toBeNull();
-    expect(formatGpu({ used_bytes: 0, devices: [] })).toBeNull();
-  });
-  it('gives a short total and one line per device', () => {
-    const gpu = {
-      used_bytes: 6 * GiB,
-      devices: [
-        {
-          index: 0,
-          name: 'H100',
-          used_bytes: 2 * GiB,
-          total_bytes: 80 * GiB,
-          pids: [1]
-        },
-        {
-          index: 1,
-          name: 'H100',
-          used_bytes: 4 * GiB,
-          total_bytes: 80 * GiB,
-          pids: [1, 2]
-        }
-      ]
-    };
-    const text = formatGpu(gpu);
-    expect(text?.short).toBe('GPU 6 GiB');
-    expect(text?.lines).toEqual([
-      'GPU 0 (H100): 2 / 80 GiB',
-      'GPU 1 (H100): 4 / 80 GiB'
-    ]);
-  });
-});
-
 describe('cell figures', () => {
   it('signs a change with a real minus', () => {
     expect(formatSignedBytes(150 * MiB)).toBe('+150 MiB');
@@ -285,21 +197,5 @@ describe('cell figures', () => {
     expect(formatSeconds(42)).toBe('42 s');
     expect(formatSeconds(300)).toBe('5 min');
     expect(formatSeconds(null)).toBe('n/a');
-  });
-  it('takes the figure with pages counted once, else the RSS of an older server', () => {
-    const base = {
-      rss_bytes: 2 * GiB,
-      peak_bytes: 2 * GiB,
-      growth_bytes_per_s: 0,
-      children: [],
-      pss_bytes: null,
-      uss_bytes: null,
-      sampled_at: 0
-    };
-    expect(usedBytes({ ...base, used_bytes: 420 * MiB, method: 'pss' })).toBe(
-      420 * MiB
-    );
-    expect(usedBytes(base)).toBe(2 * GiB);
-    expect(usedBytes(null)).toBe(0);
   });
 });

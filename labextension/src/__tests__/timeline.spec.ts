@@ -1,12 +1,12 @@
+import { ICellRecord } from '../model/types';
+import { cellLabel } from '../texts/cells';
 import {
   cellKey,
-  cellLabel,
   MIN_SPAN_PX,
   niceCeil,
   thin,
   timelineLayout
-} from '../timeline';
-import { ICellRecord } from '../types';
+} from '../views/timeline';
 import { cellRecord, GiB, MiB } from './fixtures';
 
 function cell(

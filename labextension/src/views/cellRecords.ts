@@ -1,9 +1,11 @@
 /**
- * Which executed cells get a memory badge, and which record belongs to which cell (pure,
- * jest-tested). A record is matched to a cell by the msg_id of the cell's execute_request
- * where it is known, else by the execution count shown in the cell's prompt (and its code).
+ * Cells and their records (pure, jest-tested): which executed cells get a memory badge, which
+ * record belongs to which cell (by the msg_id of the cell's execute_request where it is known,
+ * else by the execution count in its prompt and its first line), and which cells "Restart and
+ * run" runs again.
  */
-import { ICellRecord } from './types';
+import { ICellRecord } from '../model/types';
+import { IRunRange } from '../texts/notices';
 
 export interface IBadgeSettings {
   /** Badges at all. */
@@ -46,19 +48,15 @@ export function badgeThreshold(
 }
 
 /**
- * How much a cell moved the kernel's memory: what it kept (or gave back), or how far it rose
- * above its start while it ran, whichever is more.
+ * How much a cell moved the kernel's memory: what it kept (or gave back), or its own peak
+ * above where it started, whichever is more.
  */
 export function cellChange(cell: ICellRecord): number {
-  const delta = Math.abs(cell.delta_bytes ?? 0);
-  const rise =
-    cell.peak_bytes !== null &&
-    cell.peak_bytes !== undefined &&
-    cell.memory_before_bytes !== null &&
-    cell.memory_before_bytes !== undefined
-      ? cell.peak_bytes - cell.memory_before_bytes
-      : 0;
-  return Math.max(delta, rise, 0);
+  return Math.max(
+    Math.abs(cell.delta_bytes ?? 0),
+    cell.peak_above_start_bytes ?? 0,
+    0
+  );
 }
 
 /** Whether an executed cell gets a badge. */
@@ -135,4 +133,41 @@ export function matchRecords(
     }
   }
   return matched;
+}
+
+/** A notebook cell as "Restart and run" sees it. */
+export interface IRunCell {
+  /** "code", "markdown", "raw". */
+  type: string;
+  /** The count in its prompt (code cells). */
+  executionCount: number | null;
+}
+
+/**
+ * The cells "Restart and run" runs again: every cell above the one that was running when the
+ * kernel stopped (`failing`, its index), not that one. Null when there is no code cell above
+ * it (or the failing cell is not known): then a plain restart is offered.
+ */
+export function runRange(
+  cells: ReadonlyArray<IRunCell>,
+  failing: number
+): IRunRange | null {
+  if (failing <= 0 || failing > cells.length) {
+    return null;
+  }
+  const code = cells.slice(0, failing).filter(c => c.type === 'code');
+  if (!code.length) {
+    return null;
+  }
+  const counts = code.map(c => c.executionCount);
+  // The prompts name the range only when every cell has a count and they run in order.
+  const ordered = counts.every(
+    (n, i) => n !== null && (i === 0 || n > (counts[i - 1] ?? Infinity))
+  );
+  return {
+    lastIndex: failing - 1,
+    count: code.length,
+    first: ordered ? counts[0] : null,
+    last: ordered ? counts[counts.length - 1] : null
+  };
 }

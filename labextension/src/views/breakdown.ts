@@ -1,14 +1,21 @@
 /**
  * Who holds the memory budget, as the segments of one stacked bar (pure, jest-tested): each
- * kernel, the Jupyter server, each terminal, other programs, memory no process holds (file
- * cache, shared memory, what nothing explains) and the free space, against the limit.
+ * kernel, the Jupyter server, each terminal, the kernels a stopped server left running, other
+ * programs, memory no process holds (file cache, shared memory, what nothing explains) and
+ * the free space, against the limit. The server's parts add up to its usage.
  */
-import { IBreakdown, IGpuDeviceStatus, IOtherProcess } from './types';
+import {
+  IBreakdown,
+  IGpuDeviceStatus,
+  IHolder,
+  IOtherProcess
+} from '../model/types';
 
 export type SegmentKind =
   | 'kernel'
   | 'server'
   | 'terminal'
+  | 'orphans'
   | 'others'
   | 'cache'
   | 'shmem'
@@ -32,19 +39,16 @@ export interface ISegment {
   readonly colour: number;
   /** Other programs: the largest few. */
   readonly processes?: ReadonlyArray<IOtherProcess>;
-  /** Other programs: how many there are in all. */
+  /** Other programs, orphaned kernels: how many there are in all. */
   readonly count?: number;
+  /** Orphaned kernels: each of them. */
+  readonly holders?: ReadonlyArray<IHolder>;
 }
 
 export interface IBar {
   readonly segments: ISegment[];
   readonly limitBytes: number;
   readonly usageBytes: number;
-  /**
-   * The parts add up to more than the usage by this much (shared pages counted once per
-   * process): the bar draws them scaled down to the usage; the legend keeps the real figures.
-   */
-  readonly overcountedBytes: number;
 }
 
 /** Which colour a kernel is drawn with (stable across bars when the caller says so). */
@@ -94,7 +98,7 @@ export function breakdownBar(
       colour: 0
     });
   }
-  for (const terminal of breakdown.terminals ?? []) {
+  for (const terminal of breakdown.terminals) {
     parts.push({
       key: `terminal:${terminal.key}`,
       kind: 'terminal',
@@ -103,13 +107,27 @@ export function breakdownBar(
       colour: 0
     });
   }
+  if (breakdown.orphans.length) {
+    parts.push({
+      key: 'orphans',
+      kind: 'orphans',
+      id: null,
+      bytes: breakdown.orphans.reduce(
+        (sum, h) => sum + Math.max(0, h.bytes),
+        0
+      ),
+      colour: 0,
+      count: breakdown.orphans.length,
+      holders: [...breakdown.orphans].sort((a, b) => b.bytes - a.bytes)
+    });
+  }
   parts.push({
     key: 'others',
     kind: 'others',
     id: null,
     bytes: breakdown.others_bytes,
     colour: 0,
-    processes: [...(breakdown.others ?? [])].sort((a, b) => b.bytes - a.bytes),
+    processes: [...breakdown.others].sort((a, b) => b.bytes - a.bytes),
     count: breakdown.others_count
   });
   const unowned: [SegmentKind, number][] = [
@@ -118,7 +136,7 @@ export function breakdownBar(
     ['unattributed', breakdown.unattributed_bytes]
   ];
   for (const [kind, bytes] of unowned) {
-    parts.push({ key: kind, kind, id: null, bytes: bytes ?? 0, colour: 0 });
+    parts.push({ key: kind, kind, id: null, bytes, colour: 0 });
   }
   const usage = Math.max(0, breakdown.usage_bytes);
   const counted = parts.reduce((total, p) => total + Math.max(0, p.bytes), 0);
@@ -132,16 +150,10 @@ export function breakdownBar(
   }
   const shown = parts.filter(p => p.bytes > 0);
   const sum = shown.reduce((total, p) => total + p.bytes, 0);
-  const overcounted = Math.max(0, sum - usage);
   if (limitBytes <= 0) {
-    return {
-      segments: [],
-      limitBytes,
-      usageBytes: usage,
-      overcountedBytes: overcounted
-    };
+    return { segments: [], limitBytes, usageBytes: usage };
   }
-  // The parts fill the usage (scaled down where they overcount it), within the bar.
+  // The parts fill the usage (they add up to it, within the server's 2 %), within the bar.
   const used = Math.min(limitBytes, usage);
   const scale = sum > 0 ? used / sum : 0;
   const segments: ISegment[] = shown.map(p => ({
@@ -152,12 +164,7 @@ export function breakdownBar(
   if (free > 0) {
     segments.push(plainSegment('free', free, limitBytes));
   }
-  return {
-    segments,
-    limitBytes,
-    usageBytes: usage,
-    overcountedBytes: overcounted
-  };
+  return { segments, limitBytes, usageBytes: usage };
 }
 
 /** One GPU as a bar: each kernel of this server, other users of the device, free memory. */
@@ -170,7 +177,7 @@ export function gpuBar(
   const held = kernels.reduce((sum, k) => sum + Math.max(0, k.bytes), 0);
   const segments: ISegment[] = [];
   if (total <= 0) {
-    return { segments, limitBytes: total, usageBytes: 0, overcountedBytes: 0 };
+    return { segments, limitBytes: total, usageBytes: 0 };
   }
   const used = Math.min(total, Math.max(device.used_bytes, held));
   const scale = held > used ? used / held : 1;
@@ -194,12 +201,7 @@ export function gpuBar(
   if (free > 0) {
     segments.push(plainSegment('free', free, total));
   }
-  return {
-    segments,
-    limitBytes: total,
-    usageBytes: used,
-    overcountedBytes: 0
-  };
+  return { segments, limitBytes: total, usageBytes: used };
 }
 
 /** A kernel's colour from its id alone, so it is the same in every bar and row. */

@@ -1,34 +1,18 @@
 /**
  * The status-bar item: "Mem 54 / 600 MiB" for the kernel of the notebook or console in
- * focus, "Kernel stopped" once it has ended, and a tooltip of our own (drawn on hover or
- * focus) with the limit, the warn and stop lines and a chart of recent memory.
+ * focus (neutral, amber past the warn line, red past the stop line: the server's `level`),
+ * "Kernel stopped" once it has ended, and a tooltip of our own (drawn on hover or focus).
  */
 import { ISessionContext } from '@jupyterlab/apputils';
 import { VDomModel, VDomRenderer } from '@jupyterlab/ui-components';
 import { Widget } from '@lumino/widgets';
 import * as React from 'react';
 
-import { MemoryChart } from './chart';
-import {
-  basename,
-  formatBytes,
-  formatGpu,
-  formatRate,
-  meaningfulGrowth,
-  usedBytes
-} from './format';
-import {
-  ITrans,
-  limitSourceText,
-  linesText,
-  memoryMethodText,
-  statusText,
-  terminationHeadline,
-  terminationSummary,
-  usageText
-} from './messages';
-import { MemoryModel } from './model';
-import { IKernelInfo, ITermination } from './types';
+import { MemoryModel } from '../model/model';
+import { IKernel, ITermination } from '../model/types';
+import { ITrans } from '../texts/common';
+import { gpuText, statusText } from '../texts/status';
+import { MemoryTooltip } from './tooltip';
 
 /** The session context of a notebook or console widget, if it has one. */
 export function sessionOf(widget: Widget | null): ISessionContext | null {
@@ -46,7 +30,7 @@ export interface IStatusView {
   kind: StatusKind;
   text: string;
   level: 'ok' | 'warning' | 'critical' | 'stopped';
-  kernel: IKernelInfo | null;
+  kernel: IKernel | null;
   termination: ITermination | null;
   path: string | null;
   reason: string | null;
@@ -123,7 +107,7 @@ export class StatusModel extends VDomModel {
         ...empty,
         kind: 'memory',
         text: statusText(
-          usedBytes(info.memory),
+          info.memory.used_bytes,
           info.limit_bytes,
           memory.units
         ),
@@ -226,6 +210,7 @@ export class MemoryStatus extends VDomRenderer<StatusModel> {
   }
 
   dispose(): void {
+    this._unwatch?.();
     this._tooltip.dispose();
     super.dispose();
   }
@@ -247,7 +232,10 @@ export class MemoryStatus extends VDomRenderer<StatusModel> {
     }
     const gpu =
       view.kind === 'memory' && view.kernel
-        ? formatGpu(view.kernel.gpu, this.model.memory.units)
+        ? gpuText(view.kernel.gpu, {
+            trans: this.model.trans,
+            units: this.model.memory.units
+          })
         : null;
     return (
       <span className="jp-memguard-status-text">
@@ -264,10 +252,10 @@ export class MemoryStatus extends VDomRenderer<StatusModel> {
     }
     Widget.attach(this._tooltip, document.body);
     this._place();
+    // The server's history, for the chart, with every poll while the tooltip is shown.
     const kernelId = this.model.view.kernel?.id;
-    if (kernelId) {
-      void this.model.memory.fetchHistory(kernelId);
-    }
+    this._unwatch?.();
+    this._unwatch = kernelId ? this.model.memory.watchKernel(kernelId) : null;
   }
 
   private _place(): void {
@@ -281,6 +269,8 @@ export class MemoryStatus extends VDomRenderer<StatusModel> {
   private _hideTooltip(delay = 200): void {
     this._cancelHide();
     this._hideTimer = setTimeout(() => {
+      this._unwatch?.();
+      this._unwatch = null;
       if (this._tooltip.isAttached) {
         Widget.detach(this._tooltip);
       }
@@ -295,111 +285,7 @@ export class MemoryStatus extends VDomRenderer<StatusModel> {
   }
 
   private _tooltip: MemoryTooltip;
+  private _unwatch: (() => void) | null = null;
   private _onOpen: () => void;
   private _hideTimer: ReturnType<typeof setTimeout> | null = null;
-}
-
-/** The tooltip of the status item: plain words first, then figures and a chart. */
-export class MemoryTooltip extends VDomRenderer<StatusModel> {
-  constructor(model: StatusModel) {
-    super(model);
-    this.addClass('jp-memguard-tooltip');
-    this.node.setAttribute('role', 'tooltip');
-  }
-
-  protected render(): JSX.Element {
-    const { memory, trans } = this.model;
-    const view = this.model.view;
-    const units = memory.units;
-    const ctx = { trans, units };
-    const title = basename(view.path) ?? trans.__('Kernel memory');
-    const footer = (
-      <div className="jp-memguard-tooltip-hint">
-        {trans.__('Click for the Memory panel.')}
-      </div>
-    );
-    if (view.kind === 'stopped') {
-      const t = view.termination;
-      return (
-        <div>
-          <div className="jp-memguard-tooltip-title">{title}</div>
-          <div className="jp-memguard-tooltip-lead">
-            {t
-              ? terminationHeadline(t, trans)
-              : trans.__('The kernel has stopped.')}
-          </div>
-          <p>
-            {t
-              ? terminationSummary(t, ctx)
-              : trans.__(
-                  'Restart the kernel to go on; its variables are lost.'
-                )}
-          </p>
-          {footer}
-        </div>
-      );
-    }
-    const kernel = view.kernel;
-    if (view.kind !== 'memory' || !kernel || !kernel.memory) {
-      return (
-        <div>
-          <div className="jp-memguard-tooltip-title">{title}</div>
-          <p>{view.reason}</p>
-          {footer}
-        </div>
-      );
-    }
-    const m = kernel.memory;
-    const history = memory.history.get(kernel.id) ?? [];
-    const growth = meaningfulGrowth(history, Date.now() / 1000);
-    const gpu = formatGpu(kernel.gpu, units);
-    const method = memoryMethodText(m, ctx);
-    const facts = [
-      trans.__('Peak %1', formatBytes(m.peak_bytes, units)),
-      trans._n('%1 child process', '%1 child processes', m.children.length)
-    ];
-    if (growth !== null) {
-      facts.push(trans.__('growing %1', formatRate(growth, units)));
-    }
-    return (
-      <div>
-        <div className="jp-memguard-tooltip-title">{title}</div>
-        <div className="jp-memguard-tooltip-lead">
-          {trans.__(
-            'The kernel uses %1',
-            usageText(usedBytes(m), kernel.limit_bytes, ctx)
-          )}
-        </div>
-        {method ? <p className="jp-memguard-tooltip-method">{method}</p> : null}
-        <p>{linesText(kernel, memory.status?.settings, ctx)}</p>
-        <p>
-          {trans.__(
-            'Its limit is %1.',
-            limitSourceText(kernel.limit_source, trans)
-          )}
-        </p>
-        <MemoryChart
-          history={history}
-          limit={kernel.limit_bytes}
-          warn={kernel.warn_bytes}
-          halt={kernel.halt_bytes}
-          width={280}
-          height={56}
-          label={trans.__(
-            'Memory of the last %1 samples against the limit; dashed: the warn and stop lines',
-            history.length
-          )}
-        />
-        <div className="jp-memguard-tooltip-facts">{facts.join(' · ')}</div>
-        {gpu
-          ? gpu.lines.map(line => (
-              <div key={line} className="jp-memguard-tooltip-facts">
-                {line}
-              </div>
-            ))
-          : null}
-        {footer}
-      </div>
-    );
-  }
 }

@@ -5,7 +5,8 @@
  * ended_at, a running cell to the end of the window) in lanes so that overlapping cells do
  * not hide each other, and the time ticks.
  */
-import { ICellRecord } from './types';
+import { ICellRecord } from '../model/types';
+import { cellLabel } from '../texts/cells';
 
 export interface ITimelineInput {
   /** [time (s, server clock), bytes], oldest first. */
@@ -99,13 +100,6 @@ export function niceCeil(value: number, base = 1024): number {
     }
   }
   return 10 * decade * unit;
-}
-
-/** The label of a cell: "[7]", or "[ ]" when it has no execution count. */
-export function cellLabel(cell: Pick<ICellRecord, 'execution_count'>): string {
-  return cell.execution_count === null || cell.execution_count === undefined
-    ? '[ ]'
-    : `[${cell.execution_count}]`;
 }
 
 /** A key for a cell that stays the same while it runs and after it ends. */

@@ -1,11 +1,12 @@
 import {
+  runRange,
   badgeThreshold,
   cellChange,
   DEFAULT_BADGE_SETTINGS,
   ICellRef,
   isNotable,
   matchRecords
-} from '../badges';
+} from '../views/cellRecords';
 import { cellRecord, GiB, MiB } from './fixtures';
 
 describe('badgeThreshold', () => {
@@ -26,13 +27,15 @@ describe('badgeThreshold', () => {
 
 describe('isNotable', () => {
   const s = DEFAULT_BADGE_SETTINGS;
-  it('counts what a cell kept, or how far it rose while it ran', () => {
+  it('counts what a cell kept, or its own peak above where it started', () => {
     expect(cellChange(cellRecord({ delta_bytes: 150 * MiB }))).toBe(150 * MiB);
     expect(
       cellChange(
         cellRecord({
           delta_bytes: 0,
-          peak_bytes: 400 * MiB,
+          // The kernel's peak is not the cell's: only its own rise counts.
+          peak_bytes: 4 * GiB,
+          peak_above_start_bytes: 300 * MiB,
           memory_before_bytes: 100 * MiB
         })
       )
@@ -130,5 +133,60 @@ describe('matchRecords', () => {
     );
     expect(matched.get('new')?.msg_id).toBe('m5');
     expect(matched.has('stale')).toBe(false);
+  });
+});
+
+describe('runRange (restart and run up to the cell that failed)', () => {
+  const code = (count: number | null) => ({
+    type: 'code',
+    executionCount: count
+  });
+  const md = { type: 'markdown', executionCount: null };
+
+  it('runs every cell above the failing one, named by their prompts', () => {
+    const cells = [
+      md,
+      code(1),
+      code(2),
+      md,
+      code(3),
+      code(4),
+      code(5),
+      code(6),
+      code(7)
+    ];
+    expect(runRange(cells, 8)).toEqual({
+      lastIndex: 7,
+      count: 6,
+      first: 1,
+      last: 6
+    });
+  });
+
+  it('offers a plain restart when the failing cell is the first code cell, or unknown', () => {
+    expect(runRange([md, code(1), code(2)], 1)).toBeNull();
+    expect(runRange([code(1)], 0)).toBeNull();
+    expect(runRange([code(1), code(2)], -1)).toBeNull();
+    expect(runRange([code(1), code(2)], 5)).toBeNull();
+  });
+
+  it('does not name the range by prompts that are missing or out of order', () => {
+    expect(runRange([code(null), code(2), code(3)], 2)).toEqual({
+      lastIndex: 1,
+      count: 2,
+      first: null,
+      last: null
+    });
+    expect(runRange([code(5), code(2), code(9)], 2)).toMatchObject({
+      first: null,
+      last: null,
+      count: 2
+    });
+    expect(runRange([code(4), code(9)], 1)).toEqual({
+      lastIndex: 0,
+      count: 1,
+      first: 4,
+      last: 4
+    });
   });
 });

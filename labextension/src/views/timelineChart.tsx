@@ -1,94 +1,11 @@
 /**
- * Charts: a small memory chart (the recent samples against the limit, with the warn and stop
- * lines), a stacked bar (who holds the memory), and the timeline of a kernel's memory with
- * one span per cell. All SVG or plain elements that React updates in place.
+ * The memory timeline of a kernel: its memory over time against its limit and the warn and
+ * stop lines, with one span per cell under it (keyboard-reachable, keyed by cell, so React
+ * updates the SVG in place as the view refreshes).
  */
 import * as React from 'react';
 
-import { IBar, ISegment } from './breakdown';
-import { chartY, sparklinePoints } from './format';
 import { ISpan, ITimelineLayout } from './timeline';
-
-export interface IChartProps {
-  history: ReadonlyArray<[number, number]>;
-  /** The top of the chart (the kernel's limit). */
-  limit: number;
-  warn?: number | null;
-  halt?: number | null;
-  width?: number;
-  height?: number;
-  /** Accessible description. */
-  label: string;
-  className?: string;
-}
-
-export function MemoryChart(props: IChartProps): JSX.Element | null {
-  const width = props.width ?? 200;
-  const height = props.height ?? 48;
-  const points = sparklinePoints(props.history, width, height, props.limit);
-  if (!points) {
-    return null;
-  }
-  const line = (bytes: number | null | undefined, name: string) =>
-    bytes ? (
-      <line
-        className={`jp-memguard-chart-${name}`}
-        x1={0}
-        x2={width}
-        y1={chartY(bytes, height, props.limit)}
-        y2={chartY(bytes, height, props.limit)}
-      />
-    ) : null;
-  return (
-    <svg
-      className={`jp-memguard-chart ${props.className ?? ''}`}
-      viewBox={`0 0 ${width} ${height}`}
-      preserveAspectRatio="none"
-      role="img"
-      aria-label={props.label}
-    >
-      <title>{props.label}</title>
-      {line(props.warn, 'warn')}
-      {line(props.halt, 'halt')}
-      <polyline className="jp-memguard-chart-line" points={points} />
-    </svg>
-  );
-}
-
-/** A stacked bar: who holds how much of a whole (the budget, a GPU). */
-export function StackedBar(props: {
-  bar: IBar;
-  /** The legend's name of a segment, and a sentence about it (the segment's hover text). */
-  describe: (segment: ISegment) => string;
-  label: string;
-  className?: string;
-}): JSX.Element {
-  return (
-    <div
-      className={`jp-memguard-stack ${props.className ?? ''}`}
-      role="img"
-      aria-label={props.label}
-    >
-      {props.bar.segments.map(segment => (
-        <div
-          key={segment.key}
-          className={segmentClass(segment)}
-          data-kind={segment.kind}
-          data-key={segment.key}
-          style={{ width: `${(segment.fraction * 100).toFixed(3)}%` }}
-          title={props.describe(segment)}
-        />
-      ))}
-    </div>
-  );
-}
-
-/** The CSS classes of a segment (its kind, and a kernel's colour). */
-export function segmentClass(segment: ISegment): string {
-  const colour =
-    segment.kind === 'kernel' ? ` jp-memguard-seg-colour${segment.colour}` : '';
-  return `jp-memguard-seg jp-memguard-seg-${segment.kind}${colour}`;
-}
 
 /** Pixels around the plot of the timeline (left: the y labels). */
 export const TIMELINE_MARGIN = { left: 64, right: 12, top: 10, gap: 8 };
