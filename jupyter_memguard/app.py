@@ -263,6 +263,7 @@ class MemGuard(ExtensionApp):
             act=self.runner.carry_out,
             terminals=lambda: terminal_roots(serverapp),
             exact_of=self.cgroups_per_kernel.usage,
+            shmem_of=self.cgroups_per_kernel.shmem_of,
         )
         self.cells = CellTracker(
             self._cell_memory, self._cell_pid, record_code=settings.record_code

@@ -70,11 +70,14 @@ class ProcessTreeMemory:
     def decision_bytes(self) -> int:
         """The kernel's memory with each page counted once, as well as it is known.
 
-        One process: its RSS. Several: the exact figure where measured (PSS over the tree, or
-        the kernel's own memory cgroup: forked workers share their parent's pages copy-on-write,
-        and summed RSS would count them once per process), never less than the kernel process's
-        own RSS; else the RSS sum, an upper bound.
+        The kernel's own memory cgroup, where it has one: its anonymous and shared memory, each
+        page once (its file pages are page cache, which the system reclaims). Else, for a tree
+        of several processes, PSS summed over the tree (forked workers share their parent's
+        pages copy-on-write, and summed RSS would count them once per process), never less than
+        the kernel process's own RSS; else the RSS sum, an upper bound.
         """
+        if self.exact_bytes is not None and self.exact_method == "cgroup":
+            return min(self.rss_bytes, self.exact_bytes)
         if self.exact_bytes is not None:
             return min(self.rss_bytes, max(self.exact_bytes, self.root_rss_bytes))
         return self.rss_bytes

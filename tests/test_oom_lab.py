@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -238,3 +240,50 @@ def test_a_single_kernel_growing_fast_sends_no_memory_pressure(tmp_path: Path) -
             if "usage_bytes" in event and "limit_bytes" in event and event["limit_bytes"]:
                 assert event["usage_bytes"] <= event["limit_bytes"] * 1.1, (kind, event)
         assert lab.terminations(bystander) == []
+
+
+# 200 MiB in a process outside the kernels, shared copy-on-write with 3 forked children: its
+# RSS summed over them is 800 MiB, its pages 200 MiB.
+SHARING = """
+import os, signal, sys
+data = bytearray(b"\\x01") * (200 * 2**20)
+for _ in range(3):
+    if os.fork() == 0:
+        signal.pause()
+print("ready", flush=True)
+signal.pause()
+"""
+
+
+def test_the_breakdown_adds_up_with_each_page_counted_once(tmp_path: Path) -> None:
+    with lab_server(2 * GiB, root=tmp_path) as lab:
+        kernel = lab.kernel("held.ipynb")
+        execute(lab.server, kernel, "x = bytearray(b'\\x01') * (300 * 2**20)")
+        sharing = subprocess.Popen(
+            [sys.executable, "-c", SHARING], stdout=subprocess.PIPE, text=True,
+            start_new_session=True,
+        )  # fmt: skip
+        try:
+            lab.group.add(sharing.pid)  # its children fork after this: they are inside too
+            assert sharing.stdout is not None and sharing.stdout.readline().strip() == "ready"
+
+            def scanned() -> dict | None:
+                split = lab.server.get("api/memguard/status")["breakdown"]
+                others = split and split["others_bytes"]
+                return split if others and others > 150 * MiB else None
+
+            deadline, split = time.monotonic() + 40, None
+            while time.monotonic() < deadline and split is None:
+                split = scanned()
+                time.sleep(0.5)
+            assert split is not None, "the sharing process never showed in the breakdown"
+            usage = split["usage_bytes"]
+            assert split["others_method"] == "pss"
+            assert split["others_bytes"] < 300 * MiB  # not 800 MiB: each page once
+            assert split["overcounted_bytes"] <= 0.02 * usage, split
+            named = split["attributed_bytes"]
+            assert named + split["unattributed_bytes"] == max(usage, named)
+            assert abs(named - usage) <= 0.05 * usage, split  # what nothing explains is small
+        finally:
+            os.killpg(sharing.pid, signal.SIGKILL)
+            sharing.wait()

@@ -59,6 +59,7 @@ class KernelCgroups:
         self._dirs: dict[str, Path] = {}  # kernel id → its cgroup
         self._members: dict[str, int] = {}  # kernel id → the pid moved there last
         self._limits: dict[str, int] = {}  # kernel id → the limit written last
+        self._shmem: dict[str, int] = {}  # kernel id → shared memory at its last usage read
         self.version = 1
         self._leftover: set[Path] = set()  # cgroups to remove once their processes are gone
         self.parent = (
@@ -161,7 +162,12 @@ class KernelCgroups:
             return None
         if "total_rss" not in stat:
             return None
+        self._shmem[kernel_id] = stat.get("total_shmem", 0)
         return stat["total_rss"] + stat.get("total_shmem", 0)
+
+    def shmem_of(self, kernel_id: str) -> int:
+        """The shared memory in the kernel's last ``usage`` (for the budget's breakdown)."""
+        return self._shmem.get(kernel_id, 0)
 
     def status_json(self) -> dict[str, object]:
         return {"available": self.available, "reason": self.reason}
@@ -177,6 +183,7 @@ class KernelCgroups:
             directory = self._dirs.pop(kernel_id, None)
             self._members.pop(kernel_id, None)
             self._limits.pop(kernel_id, None)
+            self._shmem.pop(kernel_id, None)
             if directory is not None:
                 self._leftover.add(directory)
             for leftover in list(self._leftover):

@@ -36,11 +36,15 @@ from ..probe.breakdown import (
     unowned_from_meminfo,
     unowned_from_memory_stat,
 )
+from ..probe.breakdown import (
+    in_cgroup as in_cgroup_scope,
+)
 from ..probe.gpu import GpuProcessUsage, GpuReader, kernel_gpu
 from ..probe.proc import History, sample_tree, tree_rss
 from ..probe.proctree import (
     HostScan,
     KernelRoot,
+    ProcessPss,
     TreePss,
     TreeWalker,
     escaped_members,
@@ -148,6 +152,7 @@ class Monitor:
         act: ActionSink | None = None,
         terminals: TerminalRoots | None = None,
         exact_of: Callable[[str], int | None] | None = None,
+        shmem_of: Callable[[str], int] | None = None,
     ) -> None:
         self.settings = settings
         self.km = kernel_manager
@@ -157,6 +162,7 @@ class Monitor:
         self.act = act  # carries out the policy's actions; None = observe only
         self.terminals = terminals or dict
         self.exact_of = exact_of  # a kernel's own memory cgroup, where it has one
+        self.shmem_of = shmem_of  # ... and the shared memory in that figure
         self.on_tick: list[TickListener] = []
         self.last_tick_cost_s = 0.0  # CPU seconds of the last whole pass (loop and thread)
         self.last_tick_wall_s = 0.0
@@ -176,6 +182,7 @@ class Monitor:
         # Worker-thread state (one sampling pass at a time, under _sample_lock):
         self._pss = TreePss()
         self._walker = TreeWalker()
+        self._process_pss = ProcessPss()  # the breakdown's processes, each page once
         self._exact: dict[str, tuple[float, int]] = {}  # kernel → (read at, exact bytes)
         self._escaped: dict[str, tuple[int, ...]] = {}  # kernel → processes that left its tree
         self._scanned_at = -1e9
@@ -375,18 +382,29 @@ class Monitor:
             kernel_bytes={kid: t.decision_bytes for kid, t in trees.items() if t is not None},
             kernel_method="decision",
             orphans=dict(self._orphans),
+            kernel_shmem={
+                kid: self.shmem_of(kid)
+                for kid, t in trees.items()
+                if t is not None and t.exact_method == "cgroup" and self.shmem_of is not None
+            },
         )
         unowned = (
             unowned_from_memory_stat(limits.read_memory_stat(budget.cgroup_path))
             if in_cgroup and budget.cgroup_path
             else unowned_from_meminfo(limits.read_meminfo())
         )
+        scope = self._own_cgroup if in_cgroup else None
+        kernel_pids = {p for pids in owners.kernels.values() for p in pids}
+        counted = self._process_pss.of(
+            info
+            for info in scan.processes.values()
+            if info.pid not in kernel_pids
+            and info.rss_bytes > 0
+            and info.state != "Z"
+            and (scope is None or in_cgroup_scope(info.cgroup, scope))
+        )
         self._breakdown = breakdown(
-            scan,
-            owners,
-            budget.usage_bytes,
-            cgroup_path=self._own_cgroup if in_cgroup else None,
-            unowned=unowned,
+            scan, owners, budget.usage_bytes, cgroup_path=scope, unowned=unowned, pss=counted
         )
         return scan
 
@@ -402,7 +420,11 @@ class Monitor:
                 for kid, t in self._kernels.items()
                 if t.life.pid is not None and t.alive
             }
-            peaks = {kid: t.history.peak_bytes for kid, t in self._kernels.items()}
+            # The highest seen so far: samples, and VmHWM where read (between two samples).
+            peaks = {
+                kid: max(t.history.peak_bytes, t.memory.peak_bytes if t.memory else 0)
+                for kid, t in self._kernels.items()
+            }
             self._terminal_roots = self.terminals()
             reading = await asyncio.to_thread(self._read_os, roots, peaks, detail)
             for kernel_id, tracked in list(self._kernels.items()):

@@ -32,6 +32,7 @@ class Owners:
     kernel_bytes: Mapping[str, int] = field(default_factory=dict)
     kernel_method: str = "pss"
     orphans: Mapping[str, int] = field(default_factory=dict)  # dead server's kernel → its pid
+    kernel_shmem: Mapping[str, int] = field(default_factory=dict)  # shared memory in kernel_bytes
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ def breakdown(
     cgroup_path: str | None = None,
     unowned: Unowned = Unowned(),
     top: int = 5,
+    pss: Mapping[int, tuple[int, int]] | None = None,
 ) -> Breakdown:
     """Split ``usage_bytes`` among kernels, the server, terminals, other processes, no process.
 
@@ -104,9 +106,11 @@ def breakdown(
     directory): only processes in that subtree count, since a container's budget is not charged
     for host processes. Without it the scope is the host.
 
-    Server, terminals and others are charged their RSS sums (cheap; shared pages count once
-    per process, so these overstate). Kernels are charged ``owners.kernel_bytes`` where given.
-    Precedence when a pid could belong to two holders: kernels, then terminals, then the server.
+    Server, terminals, orphans and others are charged each process's ``pss`` where given (each
+    page counted once, so the parts add up to the usage), else its RSS (shared pages then count
+    once per process: the parts overstate). Kernels are charged ``owners.kernel_bytes`` where
+    given. Precedence when a pid could belong to two holders: kernels, orphans, terminals, the
+    server.
     """
     procs = scan.processes
 
@@ -116,9 +120,16 @@ def breakdown(
         info = procs.get(pid)
         return info is not None and in_cgroup(info.cgroup, cgroup_path)
 
-    def rss(pids: Collection[int]) -> int:
-        return sum(procs[p].rss_bytes for p in pids if p in procs)
+    def own(pid: int) -> int:
+        """A process's memory, each page once where PSS is known (``pss``), else its RSS."""
+        if pss is not None and pid in pss:
+            return pss[pid][0]
+        return procs[pid].rss_bytes
 
+    def rss(pids: Collection[int]) -> int:
+        return sum(own(p) for p in pids if p in procs)
+
+    method = "pss" if pss is not None else "rss"
     claimed: set[int] = set()
     kernels = []
     for kernel_id, pids in owners.kernels.items():
@@ -128,10 +139,10 @@ def breakdown(
         members = tuple(p for p in pids if p not in claimed and (p not in procs or in_scope(p)))
         claimed.update(members)
         if kernel_id in owners.kernel_bytes:
-            figure, method = owners.kernel_bytes[kernel_id], owners.kernel_method
+            figure, counted = owners.kernel_bytes[kernel_id], owners.kernel_method
         else:
-            figure, method = rss(members), "rss"
-        kernels.append(Holder("kernel", kernel_id, figure, members, method))
+            figure, counted = rss(members), method
+        kernels.append(Holder("kernel", kernel_id, figure, members, counted))
 
     orphans = []
     for kernel_id, root in owners.orphans.items():
@@ -139,7 +150,7 @@ def breakdown(
             continue  # it has ended
         members = tuple(p for p in (root, *scan.descendants(root, stop=claimed)) if in_scope(p))
         claimed.update(members)
-        orphans.append(Holder("orphan", kernel_id, rss(members), members, "rss"))
+        orphans.append(Holder("orphan", kernel_id, rss(members), members, method))
 
     terminals = []
     terminal_roots = set(owners.terminals.values())
@@ -152,12 +163,12 @@ def breakdown(
             )
         members = tuple(sorted(p for p in members_set if in_scope(p)))
         claimed.update(members)
-        terminals.append(Holder("terminal", name, rss(members), members, "rss"))
+        terminals.append(Holder("terminal", name, rss(members), members, method))
 
     stop = claimed | terminal_roots
     server_pids = tuple(p for p in scan.descendants(owners.server_pid, stop=stop) if in_scope(p))
     claimed.update(server_pids)
-    server = Holder("server", "server", rss(server_pids), server_pids, "rss")
+    server = Holder("server", "server", rss(server_pids), server_pids, method)
 
     rest = [
         info
@@ -167,16 +178,16 @@ def breakdown(
         and info.state != "Z"
         and in_scope(info.pid)
     ]
-    rest.sort(key=lambda info: info.rss_bytes, reverse=True)
+    rest.sort(key=lambda info: own(info.pid), reverse=True)
     others = tuple(
-        OtherProcess(info.pid, info.name, info.cmdline, user_name(info.uid), info.rss_bytes)
+        OtherProcess(info.pid, info.name, info.cmdline, user_name(info.uid), own(info.pid))
         for info in rest[:top]
     )
-    others_bytes = sum(info.rss_bytes for info in rest)
+    others_bytes = sum(own(info.pid) for info in rest)
     # The processes that could be the cause when kernels are not: terminals' and others'.
     in_terminals = [
         OtherProcess(
-            info.pid, info.name, info.cmdline, user_name(info.uid), info.rss_bytes, holder.key
+            info.pid, info.name, info.cmdline, user_name(info.uid), own(info.pid), holder.key
         )
         for holder in terminals
         for info in (procs[p] for p in holder.pids if p in procs)
@@ -184,12 +195,18 @@ def breakdown(
     ]
     largest = sorted((*in_terminals, *others), key=lambda o: o.bytes, reverse=True)[:top]
 
-    attributed = (
-        sum(h.bytes for h in (*kernels, server, *terminals, *orphans))
-        + others_bytes
-        + unowned.page_cache_bytes
-        + unowned.shmem_bytes
-    )
+    # Shared memory mapped by a process (or held by a kernel) is in that one's figure
+    # already: the shared-memory part is what no process of this budget maps.
+    mapped_shmem = sum(pss[p][1] for p in claimed | {i.pid for i in rest} if p in pss) if pss else 0
+    mapped_shmem += sum(owners.kernel_shmem.values())
+    shmem = max(0, unowned.shmem_bytes - mapped_shmem) if pss is not None else unowned.shmem_bytes
+    processes = sum(h.bytes for h in (*kernels, server, *terminals, *orphans)) + others_bytes
+    page_cache = unowned.page_cache_bytes
+    if pss is not None:
+        # File pages a kernel maps may be in its figure (RSS) and in the cache too: the cache
+        # shown is at most what the processes leave of the usage, so nothing counts twice.
+        page_cache = min(page_cache, max(0, usage_bytes - processes - shmem))
+    attributed = processes + page_cache + shmem
     return Breakdown(
         usage_bytes=usage_bytes,
         scope="host" if cgroup_path is None else cgroup_path,
@@ -200,11 +217,12 @@ def breakdown(
         others=others,
         others_bytes=others_bytes,
         others_count=len(rest),
-        page_cache_bytes=unowned.page_cache_bytes,
-        shmem_bytes=unowned.shmem_bytes,
+        page_cache_bytes=page_cache,
+        shmem_bytes=shmem,
         unowned_source=unowned.source,
         unattributed_bytes=max(0, usage_bytes - attributed),
         overcounted_bytes=max(0, attributed - usage_bytes),
         largest_outside=tuple(largest),
         orphans=tuple(orphans),
+        others_method="pss" if pss is not None else "rss",
     )
