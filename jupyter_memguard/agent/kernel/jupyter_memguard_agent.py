@@ -51,8 +51,22 @@ except ImportError:  # pragma: no cover
 _SIGINT = int(signal.SIGINT)
 
 _IPYTHON_NAMES = frozenset(
-    {"_", "__", "___", "_i", "_ii", "_iii", "_oh", "_ih", "_dh", "In", "Out", "exit", "quit"}
-    | {"get_ipython"}
+    [
+        "_",
+        "__",
+        "___",
+        "_i",
+        "_ii",
+        "_iii",
+        "_oh",
+        "_ih",
+        "_dh",
+        "In",
+        "Out",
+        "exit",
+        "quit",
+        "get_ipython",
+    ]
 )
 _NUMBERED = re.compile(r"_i?\d+\Z")
 _SKIPPED_TYPES = (
@@ -272,15 +286,24 @@ class _Agent:
         self._close()
 
     def _close(self) -> None:
-        """The peer is gone (or we stop): never send again; wake and end the reader."""
+        """The peer is gone (or we stop): never send again; wake and end the reader.
+
+        Under the send lock: a send must never reach a descriptor number that was closed
+        and reused meanwhile.
+        """
         self.closed = True
-        sock, self.sock = self.sock, None
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            sock.close()
+        locked = self.lock.acquire(timeout=1.0)
+        try:
+            sock, self.sock = self.sock, None
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                sock.close()
+        finally:
+            if locked:
+                self.lock.release()
 
     def _close_fds(self) -> None:
         for fd in (self.status_fd, self.clear_refs_fd):
@@ -333,8 +356,8 @@ class _Agent:
                     self.dropped += 1
                     return False
             sent = self._send_some(sock, data)
-            if sent == 0 and not self.closed:
-                self.dropped += 1
+            if sent == 0:  # the buffer is full (or the peer is gone: then closed is set)
+                self.dropped += 0 if self.closed else 1
                 return False
             self.pending = data[sent:]
             self.sent += 1
@@ -600,6 +623,17 @@ class _Agent:
             reply = {"type": "reply", "id": request_id, "ok": True, "result": result}
         self.requests += 1
         self.request_ns += time.perf_counter_ns() - started
+        self._send_reply(reply)
+
+    def _send_reply(self, reply: dict[str, object]) -> None:
+        """A reply within MAX_LINE: a variables list that does not fit loses its tail."""
+        while True:
+            line = json.dumps(reply, ensure_ascii=False, separators=(",", ":"))
+            result = reply.get("result")
+            variables = result.get("variables") if isinstance(result, dict) else None
+            if len(line.encode("utf-8", "replace")) < MAX_LINE - 256 or not variables:
+                break
+            del variables[len(variables) // 2 :]  # type: ignore[union-attr, arg-type]
         self._send(reply)
 
     def _variables(self, request: dict[str, object]) -> dict[str, object] | None:
