@@ -99,10 +99,14 @@ def one_run(lab: Lab, events: EventStream, rate: float, index: int) -> dict[str,
     }
 
 
-def speed_series(rate: float, runs: int, limit: int, root: Path) -> dict[str, Any]:
+def speed_series(
+    rate: float, runs: int, limit: int, root: Path, agent: bool = True
+) -> dict[str, Any]:
     results = []
     with (
-        lab_server(limit, root=root, lifetime_s=60 + runs * 30) as lab,
+        lab_server(
+            limit, f"--MemGuard.kernel_agent={agent}", root=root, lifetime_s=60 + runs * 30
+        ) as lab,
         EventStream(lab.server) as events,
     ):
         warm_memory(limit + GiB)
@@ -117,6 +121,7 @@ def speed_series(rate: float, runs: int, limit: int, root: Path) -> dict[str, An
     ends = [r["crossed_to_end_s"] for r in results if r["crossed_to_end_s"] is not None]
     return {
         "target_gb_per_s": rate / 1e9,
+        "kernel_agent": agent,
         "runs": len(results),
         "achieved_gb_per_s_median": statistics.median(r["achieved_gb_per_s"] for r in results),
         "halted_before_oom_killer": f"{len(halted)}/{len(results)}",
@@ -178,6 +183,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20, help="runs per allocation speed")
     parser.add_argument("--rates", type=float, nargs="+", default=[1.0, 2.0], help="GB/s")
     parser.add_argument("--limit-gib", type=float, default=2.0, help="cgroup memory limit")
+    parser.add_argument(
+        "--agent",
+        choices=["on", "off", "both"],
+        default="both",
+        help="with the kernel agent (its report of the interrupted cell's end ends the wait), "
+        "without it (interrupt_grace is waited out), or both",
+    )
     parser.add_argument("--idle-kernels", type=int, default=20)
     parser.add_argument("--idle-seconds", type=float, default=60)
     parser.add_argument("--json", help="also write the results to this file")
@@ -187,21 +199,23 @@ def main() -> None:
         sys.exit(f"oom_reaction needs a memory cgroup: {reason}")
     limit = int(args.limit_gib * GiB)
     series = []
-    for rate in args.rates:
-        root = Path(tempfile.mkdtemp(prefix="memguard-oom-bench-"))
-        series.append(speed_series(rate * 1e9, args.runs, limit, root))
+    agents = {"on": [True], "off": [False], "both": [True, False]}[args.agent]
+    for agent in agents:
+        for rate in args.rates:
+            root = Path(tempfile.mkdtemp(prefix="memguard-oom-bench-"))
+            series.append(speed_series(rate * 1e9, args.runs, limit, root, agent))
     idle = [idle_cpu(args.idle_kernels, args.idle_seconds, on) for on in (True, False)]
     print()
     print(
-        f"| target | achieved (median) | halted before the OOM killer | halt line → memguard "
+        f"| agent | target | achieved (median) | halted before the OOM killer | halt line → memguard "
         f"acts (median / p95) | halt line → kernel ended (median / p95) | peak / limit "
         f"(median / max) | server survived |  ({args.limit_gib:g} GiB cgroup)"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for s in series:
         stop, end = s["crossed_to_halting_s"] or {}, s["crossed_to_end_s"] or {}
         print(
-            f"| {s['target_gb_per_s']:g} GB/s | {s['achieved_gb_per_s_median']} GB/s "
+            f"| {'on' if s['kernel_agent'] else 'off'} | {s['target_gb_per_s']:g} GB/s | {s['achieved_gb_per_s_median']} GB/s "
             f"| {s['halted_before_oom_killer']} "
             f"| {stop.get('median')} / {stop.get('p95')} s | {end.get('median')} / {end.get('p95')} s "
             f"| {s['peak_fraction_median']} / {s['peak_fraction_max']} | {s['server_survived']} |"

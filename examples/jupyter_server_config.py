@@ -32,5 +32,5 @@ c.MemGuardAdminAuthorizer.admins = {"admin"}
 # Let Prometheus scrape /metrics without a token. On a hub this opens /user/<name>/metrics to
 # anyone who can reach the proxy: block that path at your ingress and scrape the pods directly,
 # or remove this line and give Prometheus the token of a JupyterHub service that has only the
-# access:servers scope (see the README's JupyterHub / Kubernetes section).
+# access:servers scope (see docs/admin/jupyterhub.md).
 c.ServerApp.authenticate_prometheus = False

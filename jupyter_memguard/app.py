@@ -11,14 +11,26 @@ from typing import TYPE_CHECKING, Any, cast
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Float, Int, List, TraitError, Unicode, Union
 
+from .agent import (
+    AgentChannel,
+    AgentEvent,
+    AgentHello,
+    AgentLost,
+    AgentSetup,
+    CellEnded,
+    CellStarted,
+    VariablesReport,
+    uninstall,
+)
 from .forensics.journal import TerminationRecord, default_journal_path
+from .lifecycle import Gone, LifecycleEvent
 from .models import Tick
 from .probe.cells import CellRecord
 from .probe.gpu_oom import GpuOomError
 from .probe.proc import tree_rss
 from .settings import ConfigValueError, MemGuardSettings, resolve_settings
 from .units import human_bytes
-from .views.doctor import DoctorFacts, doctor_json, psi_readable, read_oom_group
+from .views.doctor import DoctorFacts, doctor_json, facts_of
 from .views.source import TerminationQuery
 
 if TYPE_CHECKING:
@@ -176,6 +188,13 @@ class MemGuard(ExtensionApp):
     kmsg_path = Unicode("/dev/kmsg", help="Kernel log device read for OOM-killer lines.").tag(
         config=True
     )
+    kernel_agent = Bool(
+        True,
+        help="Load memguard's agent into each ipykernel kernel this server starts (through its "
+        "kernel provisioner): exact cell boundaries (Run All, a cell holding the GIL, a kernel "
+        "killed mid-cell), the variables that hold the memory, and an interrupt that says why "
+        "(MemoryLimitInterrupt). False: every kernel is watched from outside (iopub) only.",
+    ).tag(config=True)
     record_code = Bool(
         True,
         help="Keep the first lines of each cell in the journal and the cell records (the "
@@ -198,6 +217,7 @@ class MemGuard(ExtensionApp):
     ).tag(config=True)
 
     resolved: MemGuardSettings | None = None
+    agent_setup: AgentSetup | None = None
 
     @property
     def config_in_force(self) -> MemGuardSettings:
@@ -220,10 +240,22 @@ class MemGuard(ExtensionApp):
                 check_location(journal)
             except UnsafeJournalLocation as error:
                 raise ConfigValueError("journal_path", str(error)) from None
+            self.agent_setup = self._install_agent(serverapp)
         except (TraitError, ConfigValueError) as error:
             message = f"jupyter-memguard: invalid configuration: {error}"
             serverapp.log.critical(message)
             raise MemGuardConfigError(message) from None
+
+    def _install_agent(self, serverapp: Any) -> AgentSetup | None:
+        """Before jupyter_server makes its kernel manager: memguard's provisioner becomes the
+        default one, so that ipykernel kernels start with the agent (none if an admin chose
+        another default provisioner: then the reason is in /status)."""
+        from .agent import default_socket_path, install
+
+        assert self.resolved is not None
+        if not self.resolved.kernel_agent:
+            return None
+        return install(serverapp.config, default_socket_path(str(serverapp.runtime_dir)))
 
     def initialize_settings(self) -> None:
         """Wire the stages along the data flow: lifecycle → monitor → policy → actions;
@@ -237,7 +269,7 @@ class MemGuard(ExtensionApp):
         from .lifecycle import Lifecycle
         from .probe.cells import CellTracker
         from .probe.iopub import IopubListener
-        from .probe.server import terminal_roots
+        from .probe.server import find_kernel, kernel_pid, terminal_roots
         from .views.events import EventEmitter
         from .views.metrics import MetricsUpdater
 
@@ -253,7 +285,18 @@ class MemGuard(ExtensionApp):
         self.journal = open_journal(settings, self.log)
         self.lifecycle = Lifecycle(km, self.log)
         self.cgroups_per_kernel = KernelCgroups(settings.kernel_cgroups, self.log)
-        self.runner = ActionRunner(settings, km, self.journal, self.events, self.log)
+        self.agent: AgentChannel | None = None
+        setup = self.agent_setup
+        if setup is not None and setup.enabled:
+            self.agent = AgentChannel(
+                setup.socket_path,
+                self.log,
+                pid_of=lambda kid: kernel_pid(find_kernel(km, kid)),
+                on_event=self._on_agent_event,
+            )
+        self.runner = ActionRunner(
+            settings, km, self.journal, self.events, self.log, agent=self.agent
+        )
         self.monitor = Monitor(
             settings,
             km,
@@ -264,6 +307,7 @@ class MemGuard(ExtensionApp):
             terminals=lambda: terminal_roots(serverapp),
             exact_of=self.cgroups_per_kernel.usage,
             shmem_of=self.cgroups_per_kernel.shmem_of,
+            cells_of=lambda kid: (self.cells.source(kid), self.cells.agent_view(kid)),
         )
         self.cells = CellTracker(
             self._cell_memory, self._cell_pid, record_code=settings.record_code
@@ -303,6 +347,8 @@ class MemGuard(ExtensionApp):
             self.cgroups_per_kernel.on_lifecycle,
         ):
             self.lifecycle.subscribe(subscriber)
+        if self.agent is not None:
+            self.lifecycle.subscribe(self._forget_agent)
         self.monitor.on_tick.extend(
             [
                 self._place_kernels,
@@ -314,6 +360,7 @@ class MemGuard(ExtensionApp):
             ]
         )
         self.deaths.on_gpu_oom.append(self._relieve_gpu)
+        self.runner.on_kept.append(self.deaths.record_kept)
         self.recorder.on_recorded.append(self.metrics.count_termination)
         self.settings["memguard_view"] = ServerView(self)
         if settings.spawner_mem_limit_problem:
@@ -326,6 +373,53 @@ class MemGuard(ExtensionApp):
             "on" if settings.guard_enabled else "off",
             " (dry run)" if settings.dry_run else "",
         )
+
+    def _forget_agent(self, event: LifecycleEvent) -> None:
+        if isinstance(event, Gone) and self.agent is not None:
+            self.agent.forget(event.life.kernel_id)
+
+    def _on_agent_event(self, event: AgentEvent) -> None:
+        """A kernel's agent spoke (on the event loop): its cells, exact, into the cell records.
+        The memory of a cell is the kernel process's (the agent's reading) plus its children's
+        (read here); the peak, the process's VmHWM during the cell plus its children's."""
+        kernel_id = event.kernel_id
+        if isinstance(event, AgentHello):
+            self.cells.use_agent(kernel_id, True)
+        elif isinstance(event, AgentLost):
+            self.cells.use_agent(kernel_id, False)
+        elif isinstance(event, CellStarted):
+            children = self._children_memory(kernel_id)
+            before = None if event.rss_bytes is None else event.rss_bytes + children
+            msg_id = event.msg_id or f"agent-{event.pid}-{event.execution_count}-{event.at}"
+            self.cells.agent_cell_started(
+                kernel_id, msg_id, event.execution_count, event.code, before, event.at, event.pid
+            )
+        elif isinstance(event, CellEnded):
+            children = self._children_memory(kernel_id)
+            after = None if event.rss_bytes is None else event.rss_bytes + children
+            peak = None if event.hwm_bytes is None else event.hwm_bytes + children
+            msg_id = event.msg_id or self._agent_msg_id(kernel_id, event)
+            self.cells.agent_cell_ended(
+                kernel_id, msg_id, event.status, event.ename, after, peak, event.at
+            )
+            if kernel_id in self.monitor.halting():
+                self.monitor.wake()  # the interrupted cell ended: decide now, wait for nothing
+
+    def _agent_msg_id(self, kernel_id: str, event: CellEnded) -> str:
+        """The open cell an end without a msg_id closes (the agent could not read one)."""
+        prefix = f"agent-{event.pid}-{event.execution_count}-"
+        running = self.cells.running(kernel_id)
+        if running is not None and running.msg_id.startswith(prefix):
+            return running.msg_id
+        return prefix
+
+    def _children_memory(self, kernel_id: str) -> int:
+        """The RSS of the kernel's children now (the agent measures only its own process)."""
+        state = self.monitor.latest.kernels.get(kernel_id)
+        if state is None or state.memory is None:
+            return 0
+        children = state.memory.children
+        return tree_rss(children) if children else 0
 
     async def _relieve_gpu(self, kernel_id: str, oom: GpuOomError) -> None:
         """A cell ran out of GPU memory: tell its user who holds the GPU, or make room."""
@@ -374,6 +468,14 @@ class MemGuard(ExtensionApp):
         self.handlers.extend(handlers())
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        if self.agent is not None:
+            try:
+                await self.agent.start()  # listening before the first kernel starts
+            except OSError as error:
+                self.log.warning("memguard: the kernel agent's socket failed: %s", error)
+                self.agent_setup = replace(self.agent_setup, enabled=False, reason=str(error))
+                uninstall(self.agent_setup)
+                self.agent = self.runner.agent = None
         await self.deaths.start()
         await self.sessions.start()  # a previous server that died: its records, its orphans
         self.lifecycle.start(self.event_logger)
@@ -392,6 +494,10 @@ class MemGuard(ExtensionApp):
         if left:
             self.log.warning("memguard: %d records were still being written at stop", left)
         await self.deaths.stop()
+        if self.agent is not None:
+            await self.agent.stop()
+        if self.agent_setup is not None:
+            uninstall(self.agent_setup)
         self.iopub.close()
         self.cgroups_per_kernel.close()
         await self.sessions.stop()
@@ -408,6 +514,7 @@ class ServerView:
         self._cells = app.cells
         self._journal = app.journal
         self._runner = app.runner
+        self._app_agent = lambda: (app.agent, app.agent_setup)
         self._status = {
             "journal": app.deaths.status_json,
             "iopub": app.iopub.status_json,
@@ -417,30 +524,22 @@ class ServerView:
             "orphans": lambda: list(app.sessions.orphans),
             "last_tick_cost_seconds": lambda: round(self._monitor.last_tick_cost_s, 6),
             "doctor": lambda: doctor_json(self._doctor_facts(app)),
+            "agent": lambda: {
+                "enabled": self._agent is not None,
+                "reason": None if self._agent is not None else self._agent_reason,
+                **(self._agent.status_json() if self._agent is not None else {}),
+            },
         }
 
     def _doctor_facts(self, app: MemGuard) -> DoctorFacts:
-        s, budget = self._settings, self._monitor.latest.budget
         gpu, kmsg, cgroups = self._monitor.gpu, app.deaths.kernel_log, app.cgroups_per_kernel
-        return DoctorFacts(
-            budget=budget,
-            guard_enabled=s.guard_enabled,
-            dry_run=s.dry_run,
-            warn_fraction=s.warn_fraction,
-            halt_fraction=s.halt_fraction,
-            kill_fraction=s.kill_fraction,
-            kernel_cgroups=cgroups.available,
-            kernel_cgroups_reason=cgroups.reason,
-            oom_group=read_oom_group(budget.cgroup_path, budget.cgroup_version),
-            psi=psi_readable(),
-            kmsg=kmsg.available,
-            kmsg_reason=None if kmsg.available else kmsg.reason,
-            gpu_devices=gpu.device_count if gpu.available else 0,
-            gpu_reason=gpu.reason,
-            agent=None,
-            agent_reason=None,
-            orphan_kernels=s.orphan_kernels,
-            units=s.display_units,
+        return facts_of(
+            self._settings,
+            self._monitor.latest.budget,
+            (cgroups.available, cgroups.reason),
+            (kmsg.available, kmsg.reason),
+            (gpu.device_count if gpu.available else 0, gpu.reason),
+            (self._agent is not None, None if self._agent is not None else self._agent_reason),
         )
 
     @property
@@ -472,15 +571,24 @@ class ServerView:
     async def terminations(self, query: TerminationQuery) -> tuple[list[TerminationRecord], int]:
         return await asyncio.to_thread(self._journal.terminations, **asdict(query))
 
+    @property
+    def _agent(self) -> AgentChannel | None:
+        return self._app_agent()[0]
+
+    @property
+    def _agent_reason(self) -> str | None:
+        setup = self._app_agent()[1]
+        if setup is None:
+            return "turned off (c.MemGuard.kernel_agent = False)"
+        return setup.reason
+
     async def variables(self, kernel_id: str) -> dict[str, Any]:
-        return {
-            "kernel_id": kernel_id,
-            "status": "unavailable",
-            "reason": "no kernel agent (not built yet)",
-            "taken_at": time.time(),
-            "total_bytes": 0,
-            "variables": [],
-        }
+        if self._agent is None:
+            reason = self._agent_reason or "the kernel agent is off"
+            return VariablesReport(
+                kernel_id, "unavailable", reason, time.time(), None, ()
+            ).to_json()
+        return (await self._agent.variables(kernel_id)).to_json()
 
     def status_parts(self) -> dict[str, Any]:
         return {name: part() for name, part in self._status.items()}

@@ -96,6 +96,16 @@ class ProcessTreeMemory:
 
 
 @dataclass(frozen=True)
+class AgentView:
+    """What a kernel's agent said, as of a tick: whether a cell runs, and how the last ended."""
+
+    running: bool  # a cell is running (its start came, its end not yet)
+    last_end_at: float | None = None  # when the last cell ended (the kernel's clock)
+    last_end_status: str | None = None  # ok | error | interrupted | halted
+    memory_after_bytes: int | None = None  # the kernel's memory right after that end
+
+
+@dataclass(frozen=True)
 class KernelState:
     """One kernel as one tick saw it: identity, activity, limit, memory. Immutable.
 
@@ -123,6 +133,7 @@ class KernelState:
     gpu: dict[str, Any] | None = None
     history: tuple[tuple[float, int], ...] = ()
     cells_source: str | None = None  # where its cell records come from: "agent" | "iopub"
+    agent: AgentView | None = None  # None: no agent in this kernel (its cells from iopub)
 
     @property
     def usage_bytes(self) -> int | None:
@@ -354,6 +365,7 @@ class Intent:
     reason: str  # the log line, for people reading the journal
     created_at: float
     consumed_at: float | None
+    evidence: dict[str, Any] | None = None  # learnt while acting (e.g. the largest variables)
 
 
 class EventSink(Protocol):

@@ -78,6 +78,7 @@ class MemGuardSettings:
     kernel_cgroups: bool = True
     heartbeat_interval: float = 5.0
     record_code: bool = True
+    kernel_agent: bool = True
     orphan_kernels: str = "stop"  # stop | keep
     spawner_mem_limit_bytes: int | None = None  # MEM_LIMIT, set by JupyterHub spawners
     spawner_mem_limit_problem: str | None = None  # why a MEM_LIMIT given was not used
@@ -211,6 +212,7 @@ def resolve_settings(
         gpu_relief=_choice("gpu_relief", raw.get("gpu_relief", "notify"), GPU_RELIEF_CHOICES),
         kernel_cgroups=bool(raw.get("kernel_cgroups", True)),
         record_code=bool(raw.get("record_code", True)),
+        kernel_agent=bool(raw.get("kernel_agent", True)),
         heartbeat_interval=_number(
             "heartbeat_interval", raw.get("heartbeat_interval", 5.0), 0.5, 600
         ),

@@ -78,6 +78,11 @@ class TestForkedWorkers:
             return data["terminations"]
 
         record = (await wait_for(recorded, timeout=40))[0]
+        if record["verdict"] == "interrupted_kept":
+            # The workers' own memory was counted: interrupted at the kernel's stop line, the
+            # kernel was kept (under its kill line, the server has room), as its agent allows.
+            assert record["evidence"]["trigger"]["usage_bytes"] >= 0.9 * 2**30, record
+            return
         if self.method == "cgroup" and record["verdict"] != "halted_by_memguard":
             # Held at its kill line in a cgroup of its own: workers allocating faster than a
             # poll are stopped there (the kernel survives), before the halt could come.

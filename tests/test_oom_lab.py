@@ -85,7 +85,10 @@ def test_slow_leak_warns_then_halts(tmp_path: Path) -> None:
             allocate_code(lab.logs / "leak.log", None, rate=20e6, chunk=4 * MiB, deadline_s=60),
         )
         record = lab.wait_termination(leaky, timeout=90)
-        assert record["verdict"] == "halted_by_memguard", record
+        # Its own limit (512 MiB) is smaller than the container's (1 GiB), which has room: the
+        # leaking cell is interrupted at the stop line and the kernel kept, with its variables.
+        assert record["verdict"] == "interrupted_kept", record
+        assert record["survived"] is True
         kinds = [kind for kind, _ in lab_events(events, leaky)]
         assert "memory_warning" in kinds and "kernel_halting" in kinds, kinds
         assert kinds.index("memory_warning") < kinds.index("kernel_halting"), kinds

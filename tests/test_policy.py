@@ -603,3 +603,48 @@ def test_containment_limit_is_the_kill_line_within_what_the_budget_leaves():
     # Others fill the budget: never below the kernel's own usage and a margin.
     full = replace(budget, usage_bytes=2040 * MiB)
     assert containment_limit(alone, full, config) == 100 * MiB + 64 * MiB
+
+
+def _after_interrupt(usage: int, agent, budget_usage: int | None = None, **config):
+    """The actions of the tick after memguard's interrupt, with what the agent reported."""
+    from jupyter_memguard.models import AgentView
+
+    s = settings(**config)
+    running = kernel(rss=920 * MB, execution_state="busy")
+    state = decide(snap(0, running), s, PolicyState())[1]
+    assert state.kernels["k"].stage == "interrupted"
+    views = {"ended": AgentView(False, 0.5, "halted", usage), "running": AgentView(True)}
+    after = replace(kernel(rss=usage), agent=views[agent] if agent else None)
+    total = budget_usage if budget_usage is not None else usage
+    actions, state = decide(snap(0.6, after, usage=total), s, state)
+    return [a.kind for a in actions], state.kernels["k"].stage
+
+
+def test_after_the_interrupt_a_kernel_under_its_kill_line_is_kept_when_the_server_has_room():
+    assert _after_interrupt(930 * MB, "ended") == (["keep"], "kept")
+    # The same, with the budget itself short: stopped at once, without waiting the grace.
+    assert _after_interrupt(930 * MB, "ended", budget_usage=BIG_BUDGET) == (
+        ["shutdown"],
+        "shutdown",
+    )
+    # Over its kill line: killed, whatever the agent says.
+    assert _after_interrupt(960 * MB, "ended") == (["kill"], "killed")
+    # No agent, or the cell not ended yet: the grace is waited out, as before.
+    assert _after_interrupt(930 * MB, None) == ([], "interrupted")
+    assert _after_interrupt(930 * MB, "running") == ([], "interrupted")
+
+
+def test_a_kept_kernel_is_interrupted_again_only_by_a_new_cell():
+    from jupyter_memguard.models import AgentView
+
+    s = settings()
+    state = decide(snap(0, kernel(rss=920 * MB, execution_state="busy")), s, PolicyState())[1]
+    idle = replace(kernel(rss=930 * MB), agent=AgentView(False, 0.5, "halted", 930 * MB))
+    actions, state = decide(snap(0.6, idle), s, state)
+    assert [a.kind for a in actions] == ["keep"]
+    for now in (1, 5, 30):  # still over its stop line, running nothing: left alone
+        actions, state = decide(snap(now, idle), s, state)
+        assert actions == [] and state.kernels["k"].stage == "kept"
+    again = replace(idle, agent=AgentView(True, 0.5, "halted", 930 * MB), execution_state="busy")
+    actions, state = decide(snap(31, again), s, state)
+    assert [(a.kind, a.first) for a in actions] == [("interrupt", True)]  # a new intent

@@ -161,6 +161,7 @@ class AgentChannel:
         self._no_agent: dict[str, str] = {}
         self._logged: set[str] = set()
         self._counts = {"accepted": 0, "rejected": 0, "dropped": 0, "event_errors": 0}
+        self._last_reports: dict[str, VariablesReport] = {}  # kernel id → its last answer
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -247,7 +248,9 @@ class AgentChannel:
             reason = f"the agent could not measure: {error}" if isinstance(error, str) else None
             return VariablesReport(kernel_id, "unavailable", reason, time.time(), None, ())
         try:
-            return parse_variables(reply.get("result"), kernel_id, limit)
+            report = parse_variables(reply.get("result"), kernel_id, limit)
+            self._last_reports[kernel_id] = report
+            return report
         except ProtocolError as error:
             self._drop(connection, f"the agent sent a bad variables reply: {error}")
             reason = self.reason(kernel_id)
@@ -278,8 +281,16 @@ class AgentChannel:
             self._drop(connection, f"the agent sent a bad stats reply: {error}")
             return None
 
+    def recent_variables(self, kernel_id: str, max_age_s: float) -> VariablesReport | None:
+        """The kernel's last variables answer, if it is at most ``max_age_s`` old."""
+        report = self._last_reports.get(kernel_id)
+        if report is None or time.time() - report.taken_at > max_age_s:
+            return None
+        return report
+
     def forget(self, kernel_id: str) -> None:
         """The kernel is gone: close its connection and forget it (no AgentLost follows)."""
+        self._last_reports.pop(kernel_id, None)
         connection = self._connections.pop(kernel_id, None)
         if connection is not None:
             self._close(connection)

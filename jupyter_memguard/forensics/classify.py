@@ -48,6 +48,7 @@ class TerminationFacts:
     kernel_cgroup_limit_bytes: int | None = None
     kernel_cgroup_oom_kill_before: tuple[int, int] | None = None  # (kills, own limit hits)
     kernel_cgroup_oom_kill_after: tuple[int, int] | None = None
+    variables: tuple[dict[str, Any], ...] = ()  # the largest variables (its agent), at a halt
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,7 @@ def _evidence(facts: TerminationFacts, matched: OomKill | None) -> dict[str, Any
         "kernel_cgroup_oom_kill_before": facts.kernel_cgroup_oom_kill_before,
         "kernel_cgroup_oom_kill_after": facts.kernel_cgroup_oom_kill_after,
         "contained": _contained(facts, matched),
+        "variables": list(facts.variables),
     }
 
 
@@ -127,10 +129,10 @@ def _contained(facts: TerminationFacts, matched: OomKill | None) -> bool:
     return after[0] > before[0] and after[1] > before[1]
 
 
-def describe_gpu_oom(error: dict[str, Any]) -> str:
+def describe_gpu_oom(error: dict[str, Any], units: Units = "binary") -> str:
     """'PyTorch OutOfMemoryError, tried to allocate 2.1 GB' style, from GpuOomError.to_json()."""
     wanted = error.get("requested_bytes")
-    tried = f", tried to allocate {human_bytes(wanted)}" if wanted else ""
+    tried = f", tried to allocate {human_bytes(wanted, units)}" if wanted else ""
     return f"{error.get('library')} {error.get('error_name')}{tried}"
 
 
@@ -140,7 +142,7 @@ def _gpu_oom_phrase(facts: TerminationFacts) -> str:
         return ""
     return (
         " It had hit a GPU out-of-memory error before it ended "
-        f"({describe_gpu_oom(facts.gpu_oom_errors[-1])})."
+        f"({describe_gpu_oom(facts.gpu_oom_errors[-1], facts.units)})."
     )
 
 
@@ -237,6 +239,20 @@ def classify(facts: TerminationFacts) -> Classification:
     return result("unknown", "low", f"The kernel ended, and no evidence says why.{gpu}")
 
 
+def classify_kept(facts: TerminationFacts, memory_after: int | None) -> Classification:
+    """memguard interrupted a cell at the stop line and kept the kernel: it ran nothing more,
+    stayed under its kill line, and the shared budget had room (its own quota was hit)."""
+    evidence = {**_evidence(facts, None), "memory_after_bytes": memory_after}
+    now = f" It holds {human_bytes(memory_after, facts.units)} now." if memory_after else ""
+    return Classification(
+        "interrupted_kept",
+        "confirmed",
+        "memguard interrupted the running cell at the kernel's stop line and kept the kernel, "
+        f"with its variables: it was under its kill line and the server had room.{now}",
+        evidence,
+    )
+
+
 def classify_child_oom(
     kernel_id: str,
     oom: OomKill,
@@ -244,12 +260,13 @@ def classify_child_oom(
     limit_bytes: int | None = None,
     limit_source: str | None = None,
     kernel_cgroup_path: str | None = None,
+    units: Units = "binary",
 ) -> Classification:
     """A child process of a kernel was OOM-killed while the kernel itself survived."""
     name = f" ({oom.process_name})" if oom.process_name else ""
     own = (kernel_cgroup_path or "").rstrip("/").rsplit("/", 1)[-1]
     contained = bool(own and oom.oom_memcg and oom.oom_memcg.rstrip("/").endswith(own))
-    size = f", using {human_bytes(oom.anon_rss_bytes)}" if oom.anon_rss_bytes else ""
+    size = f", using {human_bytes(oom.anon_rss_bytes, units)}" if oom.anon_rss_bytes else ""
     evidence = {
         "exit_signal": "SIGKILL",
         "exit_code": None,
@@ -274,11 +291,11 @@ def classify_child_oom(
     )
 
 
-def _gpu_phrase(kernel_gpu: dict[str, Any] | None) -> str:
+def _gpu_phrase(kernel_gpu: dict[str, Any] | None, units: Units = "binary") -> str:
     if not kernel_gpu or not kernel_gpu.get("devices"):
         return ""
     parts = [
-        f"{human_bytes(d['used_bytes'])} of {human_bytes(d['total_bytes'])} on GPU {d['index']}"
+        f"{human_bytes(d['used_bytes'], units)} of {human_bytes(d['total_bytes'], units)} on GPU {d['index']}"
         f" ({d['name']})"
         for d in kernel_gpu["devices"]
     ]
@@ -291,6 +308,7 @@ def classify_gpu_oom(
     kernel_rss_bytes: int | None = None,
     limit_bytes: int | None = None,
     limit_source: str | None = None,
+    units: Units = "binary",
 ) -> Classification:
     """A cell of the kernel failed with a GPU out-of-memory error; the kernel survived."""
     error = oom.to_json()
@@ -308,8 +326,8 @@ def classify_gpu_oom(
     return Classification(
         "gpu_out_of_memory",
         "confirmed",
-        f"A cell failed with a GPU out-of-memory error ({describe_gpu_oom(error)}); the kernel itself is "
-        f"still running.{_gpu_phrase(kernel_gpu)}",
+        f"A cell failed with a GPU out-of-memory error ({describe_gpu_oom(error, units)}); the kernel itself is "
+        f"still running.{_gpu_phrase(kernel_gpu, units)}",
         evidence,
     )
 

@@ -28,6 +28,7 @@ from .classify import (
     classify,
     classify_child_oom,
     classify_gpu_oom,
+    classify_kept,
 )
 from .journal import Journal
 from .kernel_log import OOM_MEMORY_S, KernelLog
@@ -222,6 +223,7 @@ class Deaths:
                     kernel_cgroup_path=(
                         self.containment.path_of(owner.kernel_id) if self.containment else None
                     ),
+                    units=self.settings.display_units,
                 )
                 await self.recorder.record(owner, verdict)
         except Exception:
@@ -259,6 +261,7 @@ class Deaths:
             kernel_rss_bytes=facts.last_rss,
             limit_bytes=limit,
             limit_source=source,
+            units=self.settings.display_units,
         )
         self._spawn(self.recorder.record(facts, verdict))
 
@@ -303,6 +306,7 @@ class Deaths:
         if intent is not None:
             await asyncio.to_thread(self.journal.consume_intent, intent.id, time.time())
         trigger = intent.trigger if intent is not None else None
+        variables = tuple((intent.evidence or {}).get("variables") or ()) if intent else ()
         by_culler = culler_timeout is not None
         if by_culler and intent is None:
             trigger = self._culler_trigger(facts, culler_timeout or None)
@@ -315,7 +319,38 @@ class Deaths:
                 intent_reason=intent.reason if intent else None,
                 trigger=trigger.to_json() if trigger is not None else None,
                 cells=cells,
+                variables=variables,
             )
+        )
+        await self.recorder.record(facts, verdict)
+
+    async def record_kept(self, kernel_id: str, trigger: Trigger) -> None:
+        """memguard interrupted a cell and kept the kernel (the runner's ``keep``): a record
+        with survived: true, naming the cell it stopped and what to free."""
+        facts = self.facts.get(kernel_id)
+        if facts is None:
+            return
+        intent = await asyncio.to_thread(self.journal.pending_intent, kernel_id, time.time())
+        if intent is not None:
+            await asyncio.to_thread(self.journal.consume_intent, intent.id, time.time())
+            trigger = intent.trigger or trigger
+        variables = tuple((intent.evidence or {}).get("variables") or ()) if intent else ()
+        cells = self._cells_at_end(kernel_id, died=False)
+        state = self.tick.kernels.get(kernel_id)
+        after = state.usage_bytes if state is not None else None
+        if state is not None and state.agent is not None and state.agent.memory_after_bytes:
+            after = state.usage_bytes or state.agent.memory_after_bytes
+        verdict = classify_kept(
+            self._facts(
+                facts,
+                returncode=None,
+                intent=intent.kind if intent else "halt",
+                intent_reason=intent.reason if intent else None,
+                trigger=trigger.to_json(),
+                cells=cells,
+                variables=variables,
+            ),
+            after,
         )
         await self.recorder.record(facts, verdict)
 
@@ -373,6 +408,7 @@ class Deaths:
         after: Budget | None = None,
         cells: CellFacts | None = None,
         own_cgroup: tuple[Any, ...] | None = None,
+        variables: tuple[dict[str, Any], ...] = (),
     ) -> TerminationFacts:
         pid = facts.life.pid
         pids = facts.pids or ((pid,) if pid else ())
@@ -413,6 +449,7 @@ class Deaths:
             kernel_cgroup_limit_bytes=own_cgroup[1] if own_cgroup else None,
             kernel_cgroup_oom_kill_before=own_cgroup[2] if own_cgroup else None,
             kernel_cgroup_oom_kill_after=own_cgroup[3] if own_cgroup else None,
+            variables=variables,
         )
 
     def _idle_others(self, kernel_id: str) -> tuple[dict[str, Any], ...]:

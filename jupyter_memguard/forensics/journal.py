@@ -58,7 +58,8 @@ CREATE TABLE IF NOT EXISTS intents (
     reason TEXT NOT NULL,
     created_at REAL NOT NULL,
     consumed_at REAL,
-    trigger TEXT
+    trigger TEXT,
+    evidence TEXT
 );
 CREATE INDEX IF NOT EXISTS intents_kernel ON intents (kernel_id, created_at);
 CREATE TABLE IF NOT EXISTS checkpoints (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -77,7 +78,7 @@ CREATE TABLE IF NOT EXISTS sessions (
 );
 """
 # Columns added since schema 1 (a journal written by an older memguard gets them at open).
-_MIGRATIONS = (("intents", "trigger", "TEXT"),)
+_MIGRATIONS = (("intents", "trigger", "TEXT"), ("intents", "evidence", "TEXT"))
 
 
 def default_journal_path() -> Path:
@@ -237,7 +238,8 @@ class Journal:
         """The newest intent for this kernel not yet matched to a termination."""
         with self._lock:
             row = self._db.execute(
-                "SELECT id, kernel_id, kind, trigger, reason, created_at, consumed_at FROM intents "
+                "SELECT id, kernel_id, kind, trigger, reason, created_at, consumed_at, evidence "
+                "FROM intents "
                 "WHERE kernel_id = ? AND consumed_at IS NULL AND created_at >= ? "
                 "ORDER BY created_at DESC, id DESC LIMIT 1",
                 (kernel_id, now - max_age_s),
@@ -245,7 +247,23 @@ class Journal:
         if not row:
             return None
         trigger = Trigger.from_json(_loads(row[3]))
-        return Intent(row[0], row[1], row[2], trigger, row[4], row[5], row[6])
+        evidence = _loads(row[7])
+        return Intent(
+            row[0], row[1], row[2], trigger, row[4], row[5], row[6],
+            evidence if isinstance(evidence, dict) else None,
+        )  # fmt: skip
+
+    def add_intent_evidence(self, intent_id: int, evidence: dict[str, Any]) -> None:
+        """What memguard learnt while acting (the variables it asked for before a SIGTERM):
+        kept with the intent, for the record of the end that follows."""
+        with self._lock, self._db:
+            row = self._db.execute("SELECT evidence FROM intents WHERE id = ?", (intent_id,))
+            found = row.fetchone()
+            merged = {**(_loads(found[0]) or {}), **evidence} if found else evidence
+            self._db.execute(
+                "UPDATE intents SET evidence = ? WHERE id = ?",
+                (json.dumps(merged, default=str), intent_id),
+            )
 
     def consume_intent(self, intent_id: int, now: float) -> None:
         with self._lock, self._db:

@@ -13,10 +13,12 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..models import Action, EventSink, Tick, Trigger
+from ..agent.messages import VariablesReport
+from ..models import Action, EventSink, Intent, Tick, Trigger
 from ..probe.orphans import Orphan, still_there
 from ..probe.server import KernelManager, ServerKernel, find_kernel
 from ..settings import MemGuardSettings
@@ -25,6 +27,7 @@ from ..wording import (
     cull_words,
     gpu_pressure_words,
     halting_words,
+    interrupt_message,
     pressure_words,
     step_words,
     warning_words,
@@ -39,6 +42,28 @@ class IntentStore(Protocol):
     def record_intent(
         self, kernel_id: str, kind: str, trigger: Trigger, reason: str, now: float
     ) -> int: ...
+
+    def add_intent_evidence(self, intent_id: int, evidence: dict[str, Any]) -> None: ...
+
+    def pending_intent(self, kernel_id: str, now: float) -> Intent | None: ...
+
+
+class KernelAgent(Protocol):
+    """The kernels' agents, as the runner uses them (agent.AgentChannel)."""
+
+    def connected(self, kernel_id: str) -> bool: ...
+
+    async def variables(
+        self, kernel_id: str, limit: int = 10, timeout: float = 0.3
+    ) -> VariablesReport: ...
+
+    def recent_variables(self, kernel_id: str, max_age_s: float) -> VariablesReport | None: ...
+
+    async def arm_interrupt(self, kernel_id: str, message: str, timeout: float = 0.1) -> bool: ...
+
+
+KeptListener = Callable[[str, Trigger], Awaitable[None]]
+RECENT_VARIABLES_S = 60.0  # the interrupt's message names variables reported this recently
 
 
 def signal_kernel(kernel: ServerKernel, pids: tuple[int, ...], signum: int) -> list[int]:
@@ -86,12 +111,15 @@ class ActionRunner:
         intents: IntentStore,
         events: EventSink,
         log: logging.Logger,
+        agent: KernelAgent | None = None,
     ) -> None:
         self.settings = settings
         self.km = kernel_manager
         self.intents = intents
         self.events = events
         self.log = log
+        self.agent = agent
+        self.on_kept: list[KeptListener] = []  # the record of an interrupt the kernel survived
         self.tasks: set[asyncio.Task[Any]] = set()
         self._oom_adjusted: set[int] = set()
 
@@ -121,9 +149,9 @@ class ActionRunner:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _record_intent(self, action: Action, kind: str) -> None:
+    async def _record_intent(self, action: Action, kind: str) -> int:
         reason = action_reason(action, self.settings.display_units)
-        await asyncio.to_thread(
+        return await asyncio.to_thread(
             self.intents.record_intent, action.kernel_id, kind, action.trigger, reason, time.time()
         )
 
@@ -139,22 +167,14 @@ class ActionRunner:
         reason = action_reason(action, units)
         if action.kind == "warn":
             self.log.warning("memguard: %s (%s)", reason, kid)
-            limit = trigger.limit_bytes or 0
-            s = self.settings
-            self.events.emit(
-                "memory_warning",
-                {
-                    **base,
-                    "usage_bytes": trigger.usage_bytes or 0,
-                    "limit_bytes": limit,
-                    "warn_bytes": int(s.warn_fraction * limit),
-                    "halt_bytes": int(s.halt_fraction * limit),
-                    "kill_bytes": int(s.kill_fraction * limit),
-                    "fraction": round((trigger.usage_bytes or 0) / limit, 4) if limit else 0.0,
-                    "variables": None,
-                    **warning_words(trigger, None, int(s.halt_fraction * limit), units),
-                },
-            )
+            # The warning names what holds the memory: the agent is asked (bounded) off the
+            # tick's path, so the guard never waits for a kernel busy in native code.
+            self.spawn(self._warn(action, base))
+            return
+        if action.kind == "keep":
+            self.log.warning("memguard: kept kernel %s with its variables: %s", kid, reason)
+            for listener in self.on_kept:
+                self.spawn(listener(kid, trigger))
             return
         if action.kind == "gpu_notify":
             self.log.warning("memguard: %s (%s)", reason, kid)
@@ -204,6 +224,57 @@ class ActionRunner:
             return
         await self.halt_step(action, tick, dry)
 
+    async def _warn(self, action: Action, base: dict[str, Any]) -> None:
+        trigger, s = action.trigger, self.settings
+        limit = trigger.limit_bytes or 0
+        variables = await self._variables(action.kernel_id)
+        self.events.emit(
+            "memory_warning",
+            {
+                **base,
+                "usage_bytes": trigger.usage_bytes or 0,
+                "limit_bytes": limit,
+                "warn_bytes": int(s.warn_fraction * limit),
+                "halt_bytes": int(s.halt_fraction * limit),
+                "kill_bytes": int(s.kill_fraction * limit),
+                "fraction": round((trigger.usage_bytes or 0) / limit, 4) if limit else 0.0,
+                "variables": variables,
+                **warning_words(trigger, variables, int(s.halt_fraction * limit), s.display_units),
+            },
+        )
+
+    async def _variables(self, kernel_id: str, timeout: float = 0.3) -> list[dict[str, Any]] | None:
+        """The largest variables as the kernel's agent reports them now (None: no answer)."""
+        if self.agent is None or not self.agent.connected(kernel_id):
+            return None
+        report = await self.agent.variables(kernel_id, limit=5, timeout=timeout)
+        if report.status != "ok":
+            return None
+        return [v.to_json() for v in report.variables]
+
+    def _recent_variables(self, kernel_id: str) -> list[dict[str, Any]] | None:
+        """The largest variables from the agent's last answer, if it is fresh: an interrupt
+        does not wait for a new one."""
+        if self.agent is None:
+            return None
+        report = self.agent.recent_variables(kernel_id, max_age_s=RECENT_VARIABLES_S)
+        return [v.to_json() for v in report.variables] if report is not None else None
+
+    async def _note_variables(self, intent_id: int | None, kernel_id: str, timeout: float) -> None:
+        """The variables at a halt, asked before any SIGTERM, kept with the intent (and so in
+        the record of the kernel's end); ``intent_id`` None: the kernel's pending one."""
+        variables = await self._variables(kernel_id, timeout=timeout)
+        if variables is None:
+            return
+        if intent_id is None:
+            intent = await asyncio.to_thread(self.intents.pending_intent, kernel_id, time.time())
+            if intent is None:
+                return
+            intent_id = intent.id
+        await asyncio.to_thread(
+            self.intents.add_intent_evidence, intent_id, {"variables": variables}
+        )
+
     async def halt_step(self, action: Action, tick: Tick, dry: bool) -> None:
         """One step of the halt escalation: interrupt/restart → shutdown → kill."""
         kid = action.kernel_id
@@ -213,9 +284,11 @@ class ActionRunner:
         units = self.settings.display_units
         reason = action_reason(action, units)
         base = {"kernel_id": kid, "path": path, "trigger": trigger.to_json(), "dry_run": dry}
+        intent_id = None
+        recent = self._recent_variables(kid)
         if action.first:
             if not dry:
-                await self._record_intent(
+                intent_id = await self._record_intent(
                     action, "admin_halt" if trigger.kind == "admin" else "halt"
                 )
             self.events.emit(
@@ -226,8 +299,8 @@ class ActionRunner:
                     "limit_bytes": trigger.limit_bytes or 0,
                     "reason": reason,
                     "action": action.kind,
-                    "variables": None,
-                    **halting_words(action.kind, trigger, None, units),
+                    "variables": recent,
+                    **halting_words(action.kind, trigger, recent, units),
                 },
             )
         self.log.warning(
@@ -250,10 +323,19 @@ class ActionRunner:
         if kernel is None:
             return
         if action.kind == "interrupt":
+            if self.agent is not None and self.agent.connected(kid):
+                # The agent makes the interrupt say why (MemoryLimitInterrupt); then, the cell
+                # stopped, it is asked which variables hold the memory (before any SIGTERM).
+                message = interrupt_message(trigger, recent, units)
+                await self.agent.arm_interrupt(kid, message)
             await self.km.interrupt_kernel(kid)
+            if intent_id is not None:
+                self.spawn(self._note_variables(intent_id, kid, timeout=1.0))
         elif action.kind == "restart":
             self.spawn(self.km.restart_kernel(kid, now=True))
         elif action.kind == "shutdown":
+            # The variables, asked before the SIGTERM and kept with the intent (its record's).
+            await self._note_variables(intent_id, kid, timeout=0.3)
             kernel.stop_restarter()
             signal_kernel(kernel, pids, signal.SIGTERM)
             self.spawn(self._finish(kid, pids, self.settings.shutdown_grace))

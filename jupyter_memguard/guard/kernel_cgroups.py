@@ -26,6 +26,7 @@ from pathlib import Path
 
 from ..lifecycle import Gone, LifecycleEvent
 from ..probe.limits import own_v1_memory_cgroup, parse_keyed, pick
+from ..units import human_bytes
 
 PREFIX = "memguard-kernel-"
 LIMIT_STEP = 16 * 2**20  # a kernel's cgroup limit is rewritten only when it moves this much,
@@ -117,7 +118,9 @@ class KernelCgroups:
                     (directory / name).write_text(value)
             except OSError as error:
                 # EBUSY: usage above the new limit could not be reclaimed; keep the old one.
-                self.log.debug("memguard: cannot limit %s to %d: %s", directory, limit, error)
+                self.log.debug(
+                    "memguard: cannot limit %s to %s: %s", directory, human_bytes(limit), error
+                )
                 return False
             self._limits[kernel_id] = limit
             return True

@@ -28,7 +28,16 @@ from ..lifecycle import (
     Restarted,
     Started,
 )
-from ..models import Action, Breakdown, Budget, GpuDevice, KernelState, ProcessTreeMemory, Tick
+from ..models import (
+    Action,
+    AgentView,
+    Breakdown,
+    Budget,
+    GpuDevice,
+    KernelState,
+    ProcessTreeMemory,
+    Tick,
+)
 from ..probe import limits
 from ..probe.breakdown import (
     Owners,
@@ -153,6 +162,7 @@ class Monitor:
         terminals: TerminalRoots | None = None,
         exact_of: Callable[[str], int | None] | None = None,
         shmem_of: Callable[[str], int] | None = None,
+        cells_of: Callable[[str], tuple[str | None, AgentView | None]] | None = None,
     ) -> None:
         self.settings = settings
         self.km = kernel_manager
@@ -163,6 +173,7 @@ class Monitor:
         self.terminals = terminals or dict
         self.exact_of = exact_of  # a kernel's own memory cgroup, where it has one
         self.shmem_of = shmem_of  # ... and the shared memory in that figure
+        self.cells_of = cells_of  # where its cells come from, and what its agent said
         self.on_tick: list[TickListener] = []
         self.last_tick_cost_s = 0.0  # CPU seconds of the last whole pass (loop and thread)
         self.last_tick_wall_s = 0.0
@@ -213,7 +224,9 @@ class Monitor:
     def halting(self) -> frozenset[str]:
         """The kernels whose escalation is under way (the guard's last decision)."""
         return frozenset(
-            kid for kid, guard in self._policy_state.kernels.items() if guard.stage != "none"
+            kid
+            for kid, guard in self._policy_state.kernels.items()
+            if guard.stage not in ("none", "kept")
         )
 
     # ----------------------------------------------------------------- loop
@@ -493,6 +506,7 @@ class Monitor:
         """The immutable picture of one kernel for this tick."""
         life = tracked.life
         activity = kernel_activity(self.km, life.kernel_id, now)
+        cells_source, agent = self.cells_of(life.kernel_id) if self.cells_of else (None, None)
         limit_bytes, source = limit
         protected = self.settings.protected_kernels
         memory = tracked.memory
@@ -516,6 +530,8 @@ class Monitor:
             peak_bytes=max(tracked.history.peak_bytes, memory.peak_bytes if memory else 0),
             gpu=tracked.gpu,
             history=tuple(tracked.history.samples),
+            cells_source=cells_source,
+            agent=agent,
         )
 
     def _publish(self, reading: _OsReading) -> Tick:

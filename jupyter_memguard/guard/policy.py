@@ -26,7 +26,8 @@ from typing import Any, Literal
 from ..models import Action, ActionKind, Budget, KernelState, Line, Tick, Trigger
 from ..settings import MemGuardSettings
 
-Stage = Literal["none", "interrupted", "restarted", "shutdown", "killed"]
+Stage = Literal["none", "interrupted", "restarted", "kept", "shutdown", "killed"]
+Outcome = Literal["keep", "stop"]  # what the agent's report of the interrupted cell's end says
 OUTSIDE_WINDOW_S = 5.0  # the outside memory's growth is measured over this many seconds
 GROWTH_FLOOR = 2**20  # bytes/s: slower than this is not growing
 Level = Literal["ok", "warning", "critical"]
@@ -116,25 +117,39 @@ def _escalate(
     settings: MemGuardSettings,
     make: Callable[[ActionKind, Line, bool], Action],
     usage: int = 0,
+    outcome: Outcome | None = None,
+    again: bool = False,
 ) -> tuple[list[Action], KernelGuardState]:
     """One step of the halt state machine for one kernel; ``over`` = (warn, halt, kill) lines.
 
     After an interrupt (or restart) the kernel is let go only once it is back under the warn
     line: a cell stopped while its data still fills the memory is still a hazard, so holding
-    on past the grace period leads to the shutdown.
+    on past the grace period leads to the shutdown. Where the kernel's agent has reported that
+    the interrupted cell ended (``outcome``), nothing is waited out: ``keep`` keeps the kernel
+    with its variables (stage ``kept``, until it runs a cell that crosses the stop line again:
+    ``again``), ``stop`` shuts it down at once.
     """
     over_warn, over_halt, over_kill = over
-    first = guard.stage == "none"  # the escalation begins: memguard writes its intent first
+    # The escalation begins (from nothing, or from a kept kernel whose intent was used up by
+    # its record): memguard writes its intent first.
+    first = guard.stage in ("none", "kept")
     if guard.stage == "killed":
         return [], guard
     if over_kill:
         return [make("kill", "kill", first)], replace(
             guard, stage="killed", stage_since=now, releasing_bytes=usage
         )
-    if guard.stage in ("interrupted", "restarted"):
+    if guard.stage == "kept":
         if not over_warn:
             return [], replace(guard, stage="none", stage_since=now)
-        if now - guard.stage_since >= settings.interrupt_grace:
+        if not (over_halt and again):
+            return [], guard
+    elif guard.stage in ("interrupted", "restarted"):
+        if not over_warn:
+            return [], replace(guard, stage="none", stage_since=now)
+        if outcome == "keep" and guard.stage == "interrupted":
+            return [make("keep", "halt", False)], replace(guard, stage="kept", stage_since=now)
+        if outcome == "stop" or now - guard.stage_since >= settings.interrupt_grace:
             return [make("shutdown", "halt", False)], replace(
                 guard, stage="shutdown", stage_since=now
             )
@@ -154,6 +169,32 @@ def _escalate(
             guard, stage="interrupted", stage_since=now
         )
     return [], guard
+
+
+def _outcome(
+    kernel: KernelState, guard: KernelGuardState, d: _Decision, limit: int, own_limit: bool
+) -> Outcome | None:
+    """After memguard's interrupt, once the kernel's agent reports the cell ended: keep the
+    kernel (with its variables) when it runs nothing, is under its kill line, and the shared
+    budget keeps its headroom (a per-kernel limit smaller than the budget: the quota was hit,
+    not the machine's memory); else stop it at once. None: no agent, or the cell runs on."""
+    agent = kernel.agent
+    if guard.stage != "interrupted" or agent is None or agent.running:
+        return None
+    if agent.last_end_at is None or agent.last_end_at < guard.stage_since - CLOCK_SLACK_S:
+        return None  # the interrupted cell has not reported its end
+    s, budget = d.settings, d.tick.budget
+    usage = kernel.usage_bytes or 0
+    roomy = (
+        budget.usage_bytes < s.warn_fraction * budget.limit_bytes
+        and budget.headroom_bytes >= s.min_headroom_bytes
+    )
+    if own_limit and roomy and usage < s.kill_fraction * limit:
+        return "keep"
+    return "stop"
+
+
+CLOCK_SLACK_S = 1.0  # the interrupt goes out a moment after the tick that decided it
 
 
 def _runaway(
@@ -236,7 +277,11 @@ def _per_kernel_limits(d: _Decision) -> None:
 
         if d.state.budget_victim != kid:
             over = (over_warn, usage >= s.halt_fraction * limit, usage >= s.kill_fraction * limit)
-            steps, guard = _escalate(guard, over, d.tick.at, s, make, usage)
+            outcome = _outcome(kernel, guard, d, limit, own_limit=True)
+            again = kernel.agent is not None and kernel.agent.running
+            steps, guard = _escalate(
+                guard, over, d.tick.at, s, make, usage, outcome, again or kernel.agent is None
+            )
             d.actions.extend(steps)
         d.guards[kid] = guard
 
@@ -333,8 +378,9 @@ def _budget_relief(d: _Decision) -> tuple[str | None, bool]:
         )
         return Action(kind, victim, trigger, first=first)
 
+    outcome = _outcome(kernel, d.guards[victim], d, limit, own_limit=False)
     steps, d.guards[victim] = _escalate(
-        d.guards[victim], over, d.tick.at, s, make, kernel.usage_bytes or 0
+        d.guards[victim], over, d.tick.at, s, make, kernel.usage_bytes or 0, outcome, True
     )
     d.actions.extend(steps)
     return (None if d.guards[victim].stage == "none" else victim), warned

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..lifecycle import Died, Gone, LifecycleEvent, Restarted
+from ..models import AgentView
 
 CellStatus = Literal["running", "ok", "error", "interrupted", "halted", "kernel_died"]
 CellSource = Literal["agent", "iopub"]
@@ -170,6 +171,7 @@ class _Live:
     code: str = ""
     first_line: str = ""
     ename: str | None = None
+    source: CellSource = "iopub"
 
 
 @dataclass
@@ -186,6 +188,7 @@ class _Kernel:
     reset_pid: int | None = None  # the pid whose VmHWM was last reset at an idle point
     no_clear_refs: int | None = None  # the pid whose clear_refs we may not write
     hwm_seen: int = 0  # the kernel process's VmHWM as read before each reset (this process)
+    agent: bool = False  # its agent reports the cells: the iopub view of them is ignored
 
     def __post_init__(self) -> None:
         self.done = deque(maxlen=self.keep)
@@ -218,7 +221,7 @@ class CellTracker:
         """An execute_request started (``at``: the kernel's own time for it, if known)."""
         with self._lock:
             kernel = self._kernel(kernel_id)
-            if msg_id in kernel.live:
+            if msg_id in kernel.live or kernel.agent:
                 return
             now = self.clock() if at is None else at
             before, neighbour = self._before(kernel, now)
@@ -256,6 +259,8 @@ class CellTracker:
     ) -> None:
         """The request is a cell (not a silent execution): note what it runs."""
         with self._lock:
+            if self._kernel(kernel_id).agent:
+                return
             known = msg_id in self._kernel(kernel_id).live
         if not known:  # its busy was missed (we subscribed late, or a kernel sends it first)
             self.on_busy(kernel_id, msg_id, at)
@@ -273,7 +278,7 @@ class CellTracker:
     def on_error(self, kernel_id: str, msg_id: str, ename: str) -> None:
         with self._lock:
             kernel = self._kernels.get(kernel_id)
-            live = kernel.live.get(msg_id) if kernel else None
+            live = kernel.live.get(msg_id) if kernel and not kernel.agent else None
             if live is not None:
                 live.ename = ename
 
@@ -285,7 +290,7 @@ class CellTracker:
         """
         with self._lock:
             kernel = self._kernels.get(kernel_id)
-            live = kernel.live.get(msg_id) if kernel else None
+            live = kernel.live.get(msg_id) if kernel and not kernel.agent else None
             if live is None:
                 return None
         now = self.clock() if at is None else at
@@ -320,6 +325,90 @@ class CellTracker:
                 return None  # forgotten, restarted or died meanwhile
             if after is not None and not kernel.live:
                 kernel.ended, kernel.ended_msg_id = (read_at, after), msg_id
+                kernel.idle_samples.clear()
+            self._finish(kernel, record)
+        return record
+
+    # --- from the kernel's agent: boundaries reported from inside the kernel, exact -----------
+
+    def use_agent(self, kernel_id: str, on: bool) -> None:
+        """The kernel's agent connected (its cells come from it from now on) or was lost (back
+        to the iopub view; a cell it had opened stays open until the kernel's end closes it)."""
+        with self._lock:
+            self._kernel(kernel_id).agent = on
+
+    def source(self, kernel_id: str) -> CellSource | None:
+        """Where this kernel's cell records come from now (None: not known to the tracker)."""
+        with self._lock:
+            kernel = self._kernels.get(kernel_id)
+        if kernel is None:
+            return None
+        return "agent" if kernel.agent else "iopub"
+
+    def agent_view(self, kernel_id: str) -> AgentView | None:
+        """What the kernel's agent said of its cells, for the Tick (None: no agent)."""
+        with self._lock:
+            kernel = self._kernels.get(kernel_id)
+            if kernel is None or not kernel.agent:
+                return None
+            running = any(live.source == "agent" for live in kernel.live.values())
+            last = next((r for r in reversed(kernel.done) if r.source == "agent"), None)
+        if last is None:
+            return AgentView(running)
+        return AgentView(running, last.ended_at, last.status, last.memory_after_bytes)
+
+    def agent_cell_started(
+        self,
+        kernel_id: str,
+        msg_id: str,
+        execution_count: int | None,
+        code: str,
+        before: int | None,
+        at: float,
+        pid: int | None,
+    ) -> None:
+        """pre_run_cell: the cell is known before its code runs (the agent reset VmHWM)."""
+        head, first = code_head(code) if self.record_code else ("", "")
+        with self._lock:
+            kernel = self._kernel(kernel_id)
+            while len(kernel.live) >= MAX_LIVE:
+                kernel.live.pop(next(iter(kernel.live)))
+            kernel.live[msg_id] = _Live(
+                msg_id,
+                at,
+                pid,
+                before,
+                hwm=True,
+                seen_peak=before or 0,
+                has_input=True,
+                execution_count=execution_count,
+                code=head,
+                first_line=first,
+                source="agent",
+            )
+            kernel.reset_pid = pid  # the agent's reset: VmHWM is this cell's own from here
+
+    def agent_cell_ended(
+        self,
+        kernel_id: str,
+        msg_id: str,
+        status: CellStatus,
+        ename: str | None,
+        after: int | None,
+        peak: int | None,
+        at: float,
+    ) -> CellRecord | None:
+        """post_run_cell: the cell's end, its memory after and its own peak (VmHWM)."""
+        with self._lock:
+            kernel = self._kernels.get(kernel_id)
+            live = kernel.live.pop(msg_id, None) if kernel else None
+            if kernel is None or live is None:
+                return None
+            live.ename = ename
+            top = max(live.seen_peak, live.before or 0, after or 0, peak or 0) or None
+            record = self._record(live, at, status, after, top, "vmhwm")
+            if after is not None and not kernel.live:
+                kernel.ended, kernel.ended_msg_id = (at, after), msg_id
                 kernel.idle_samples.clear()
             self._finish(kernel, record)
         return record
@@ -568,6 +657,7 @@ class CellTracker:
             peak_method=method,
             ename=live.ename,
             overlapped=live.overlapped,
+            source=live.source,
         )
 
     def _close_all(self, kernel: _Kernel, at: float) -> CellRecord | None:

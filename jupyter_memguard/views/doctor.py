@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..models import Budget
+from ..settings import MemGuardSettings
 from ..units import Units, human_bytes
 
 State = Literal["ok", "warning", "info"]
@@ -232,6 +233,37 @@ def doctor_json(facts: DoctorFacts) -> dict[str, Any]:
     return {"checks": [c.to_json() for c in diagnose(facts)]}
 
 
+def facts_of(
+    settings: MemGuardSettings,
+    budget: Budget,
+    kernel_cgroups: tuple[bool, str | None],
+    kmsg: tuple[bool, str | None],
+    gpu: tuple[int, str | None],
+    agent: tuple[bool | None, str | None] = (None, None),
+) -> DoctorFacts:
+    """The doctor's facts from what a server (or ``gather``) knows: (available, reason) pairs."""
+    return DoctorFacts(
+        budget=budget,
+        guard_enabled=settings.guard_enabled,
+        dry_run=settings.dry_run,
+        warn_fraction=settings.warn_fraction,
+        halt_fraction=settings.halt_fraction,
+        kill_fraction=settings.kill_fraction,
+        kernel_cgroups=kernel_cgroups[0],
+        kernel_cgroups_reason=kernel_cgroups[1],
+        oom_group=read_oom_group(budget.cgroup_path, budget.cgroup_version),
+        psi=psi_readable(),
+        kmsg=kmsg[0],
+        kmsg_reason=None if kmsg[0] else kmsg[1],
+        gpu_devices=gpu[0],
+        gpu_reason=gpu[1],
+        agent=agent[0],
+        agent_reason=agent[1],
+        orphan_kernels=settings.orphan_kernels,
+        units=settings.display_units,
+    )
+
+
 def gather() -> DoctorFacts:
     """The facts as a server started here now, with the default settings, would see them."""
     import logging
@@ -252,23 +284,10 @@ def gather() -> DoctorFacts:
     kmsg = KmsgReader(settings.kmsg_path)
     kmsg.close()
     gpu = GpuReader()
-    return DoctorFacts(
-        budget=budget,
-        guard_enabled=settings.guard_enabled,
-        dry_run=settings.dry_run,
-        warn_fraction=settings.warn_fraction,
-        halt_fraction=settings.halt_fraction,
-        kill_fraction=settings.kill_fraction,
-        kernel_cgroups=cgroups.available,
-        kernel_cgroups_reason=cgroups.reason,
-        oom_group=read_oom_group(budget.cgroup_path, budget.cgroup_version),
-        psi=psi_readable(),
-        kmsg=kmsg.reason == "",
-        kmsg_reason=kmsg.reason or None,
-        gpu_devices=gpu.device_count if gpu.available else 0,
-        gpu_reason=gpu.reason,
-        agent=None,
-        agent_reason=None,
-        orphan_kernels=settings.orphan_kernels,
-        units=settings.display_units,
+    return facts_of(
+        settings,
+        budget,
+        (cgroups.available, cgroups.reason),
+        (kmsg.reason == "", kmsg.reason or None),
+        (gpu.device_count if gpu.available else 0, gpu.reason),
     )

@@ -27,6 +27,7 @@ import types
 
 PROTOCOL_VERSION = 1
 MAX_LINE = 64 * 1024  # bytes per message, newline included
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 CODE_LIMIT = 2000  # characters of a cell's code sent with cell_start
 ARM_WINDOW = 5.0  # seconds an armed interrupt stays memguard's
 ARM_WAIT = 0.02  # seconds the SIGINT handler yields the GIL for a pending arm request
@@ -235,6 +236,7 @@ class _Agent:
         self.running: dict[int, list[_Cell | None]] = {}
         self.armed: tuple[str, float] | None = None
         self.status_fd = _open("/proc/self/status", os.O_RDONLY)
+        self.statm_fd = _open("/proc/self/statm", os.O_RDONLY)  # RSS alone: a shorter read
         self.clear_refs_fd = _open("/proc/self/clear_refs", os.O_WRONLY)
         self.reader: threading.Thread | None = None
         # ipykernel's post_handler_hook restores the SIGINT handler after every request.
@@ -306,13 +308,13 @@ class _Agent:
                 self.lock.release()
 
     def _close_fds(self) -> None:
-        for fd in (self.status_fd, self.clear_refs_fd):
+        for fd in (self.status_fd, self.statm_fd, self.clear_refs_fd):
             if fd is not None:
                 try:
                     os.close(fd)
                 except OSError:
                     pass
-        self.status_fd = self.clear_refs_fd = None
+        self.status_fd = self.statm_fd = self.clear_refs_fd = None
 
     def after_fork_in_child(self) -> None:
         """A forked child must neither talk for the kernel nor keep its connection open."""
@@ -386,6 +388,17 @@ class _Agent:
             return None, None
         return _field(data, b"VmRSS:"), _field(data, b"VmHWM:")
 
+    def _rss(self) -> int | None:
+        """The kernel process's RSS in bytes, from /proc/self/statm (at a cell's start, where
+        the peak before it is not needed: it is reset right after)."""
+        if self.statm_fd is None:
+            return self._memory()[0]
+        try:
+            fields = _SYSCALLS.pread(self.statm_fd).split()
+            return int(fields[1]) * PAGE_SIZE
+        except (OSError, IndexError, ValueError):
+            return None
+
     def _reset_peak(self) -> None:
         """Make VmHWM start again from the current RSS: the next reading is this cell's peak."""
         if self.clear_refs_fd is not None:
@@ -431,7 +444,7 @@ class _Agent:
             cell.execution_count = count if isinstance(count, int) else None
             code = getattr(info, "raw_cell", None)
             code = code if isinstance(code, str) else ""
-            rss, hwm = self._memory()
+            rss, hwm = self._rss(), None
             self._send_line(
                 _CELL_START
                 % (
@@ -1207,13 +1220,18 @@ class _Meter:
             result.update(bytes=size, device=device, note=f"{device} memory, not host RAM")
         elif devices:
             result["note"] = _short(
-                "also " + ", ".join(f"{size} bytes on {d}" for d, size in devices.items())
+                "also " + ", ".join(f"{_mib(size)} on {d}" for d, size in devices.items())
             )
         if cut:
             result["qualifier"] = "at_least"
             if result.get("note") is None:
                 result["note"] = f"stopped at the bound of {walked} objects; holds at least this"
         return result
+
+
+def _mib(size: int) -> str:
+    """A size for a note, in MiB or GiB (the server's words say the rest)."""
+    return f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size / 2**20:.0f} MiB"
 
 
 def _needs_deep(dtype: object) -> bool:
