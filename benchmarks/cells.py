@@ -1,9 +1,9 @@
 """What per-cell tracking costs: event-loop time per cell, and what it adds to a tick.
 
 * A real jupyter_server with memguard and one kernel runs N cells (each prints a line and
-  allocates a little); the iopub listener's own counter (/api/memguard/status → iopub) gives
-  the event-loop seconds spent per cell (receive, filter, parse, cell bookkeeping, the
-  memory reads at a cell's start and end).
+  allocates a little), with the kernel agent and without it; the listeners' own counters
+  (/api/memguard/status → iopub, agent) give the event-loop seconds spent per cell (receive,
+  filter, parse, cell bookkeeping, the memory reads at a cell's start and end).
 * In process: what the monitor's per-tick cell bookkeeping (one ``observe`` per kernel)
   costs for K kernels, to set beside the sampling pass of benchmarks/sampling.py.
 
@@ -26,8 +26,8 @@ from jupyter_memguard.probe.cells import CellTracker
 CELL = "x = bytearray(1 << 20); print('cell done')"
 
 
-def event_loop_per_cell(cells: int) -> dict[str, float]:
-    server = Server(["--MemGuard.poll_interval=0.5"])
+def event_loop_per_cell(cells: int, agent: bool) -> dict[str, float]:
+    server = Server(["--MemGuard.poll_interval=0.5", f"--MemGuard.kernel_agent={agent}"])
     try:
         kernel_id = server.request("api/kernels", "POST", {"name": "python3"})["id"]
         runtime = Path(server.root) / ".runtime"
@@ -45,15 +45,20 @@ def event_loop_per_cell(cells: int) -> dict[str, float]:
         client.wait_for_ready(timeout=60)
         client.execute_interactive("1", timeout=30)
         time.sleep(1)
-        before = server.get("api/memguard/status")["iopub"]
+        status = server.get("api/memguard/status")
+        before, agent_before = status["iopub"], status["agent"].get("callback_seconds", 0.0)
         for _ in range(cells):
             client.execute_interactive(CELL, timeout=30, output_hook=lambda msg: None)
         time.sleep(1)
-        after = server.get("api/memguard/status")["iopub"]
+        status = server.get("api/memguard/status")
+        after, agent_after = status["iopub"], status["agent"].get("callback_seconds", 0.0)
         records = server.get(f"api/memguard/kernels/{kernel_id}/cells")["cells"]
         client.stop_channels()
         spent = after["callback_seconds"] - before["callback_seconds"]
+        spent += agent_after - agent_before
         return {
+            "kernel_agent": agent,
+            "source": records[0]["source"] if records else None,
             "cells": cells,
             "recorded": len(records),
             "event_loop_ms_per_cell": round(spent * 1000 / cells, 3),
@@ -84,7 +89,8 @@ def main() -> None:
     parser.add_argument("--cells", type=int, default=200)
     parser.add_argument("--kernels", type=int, nargs="+", default=[10, 50])
     args = parser.parse_args()
-    print(json.dumps(event_loop_per_cell(args.cells)), flush=True)
+    for agent in (True, False):
+        print(json.dumps(event_loop_per_cell(args.cells, agent)), flush=True)
     for count in args.kernels:
         print(json.dumps(observe_per_tick(count)), flush=True)
 

@@ -106,3 +106,41 @@ def test_corrupt_journal_does_not_stop_the_server(tmp_path):
         assert "moved it to" in server.log()
     aside = [p for p in tmp_path.iterdir() if p.name.startswith("journal.sqlite.corrupt-")]
     assert len(aside) == 1 and aside[0].read_bytes().startswith(b"\x00garbage")
+
+
+def test_doctor_on_this_machine_with_and_without_a_server(tmp_path):
+    # No server: this machine, as a server started now would see it.
+    alone = cli("doctor", "--json")
+    assert alone.returncode == 0, alone.stderr
+    topics = {c["topic"]: c for c in json.loads(alone.stdout)["checks"]}
+    assert {"limit", "guard", "kernel_cgroups", "kmsg", "orphans"} <= set(topics)
+    words = cli("doctor")
+    assert words.stdout.startswith("memguard doctor: no running server")
+    assert max(map(len, words.stdout.splitlines())) <= 100, words.stdout
+    # A server: what it sees, its agent included.
+    with ServerProcess(root=tmp_path / "root") as server:
+        served = cli("doctor", "--url", server.url, "--token", server.token)
+        assert served.returncode == 0, served.stderr
+        assert f"the server at {server.url}" in served.stdout
+        assert "kernel agent" in served.stdout and "Memory limit:" in served.stdout
+        status = server.get("api/memguard/status")
+        assert {c["topic"] for c in status["doctor"]["checks"]} >= set(topics) | {"agent"}
+
+
+def test_variables_from_the_command_line(tmp_path):
+    from .lab import connect
+
+    with ServerProcess(root=tmp_path / "root") as server:
+        kernel_id = server.start_kernel("v.ipynb")
+        client = connect(server, kernel_id)
+        client.execute_interactive("big = bytearray(64 * 2**20)", timeout=60)
+        client.stop_channels()
+        text = cli("variables", kernel_id, "--url", server.url, "--token", server.token)
+        assert text.returncode == 0, text.stderr
+        assert text.stdout.startswith("NAME") and "big" in text.stdout and "64 MiB" in text.stdout
+        data = json.loads(
+            cli(
+                "variables", kernel_id, "--url", server.url, "--token", server.token, "--json"
+            ).stdout
+        )
+        assert data["status"] == "ok" and data["variables"][0]["name"] == "big"

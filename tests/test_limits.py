@@ -163,3 +163,29 @@ def test_spawner_mem_limit_counts_and_an_enforced_cgroup_wins_a_tie(tmp_path):
     assert tie.limit_source == "cgroup_v2"
     config = read_budget(configured_limit=GiB, root=tmp_path, spawner_limit=GiB)
     assert config.limit_source == "config"
+
+
+def test_a_kernels_own_cgroup_is_limited_at_its_kill_line(tmp_path):
+    import logging
+
+    from jupyter_memguard.guard.kernel_cgroups import KernelCgroups, limit_files
+
+    assert limit_files(1, 1000 * 2**20) == [("memory.limit_in_bytes", str(1000 * 2**20))]
+    v2 = dict(limit_files(2, 1000 * 2**20))
+    assert v2["memory.oom.group"] == "1" and v2["memory.max"] == str(1000 * 2**20)
+    assert int(v2["memory.high"]) < 1000 * 2**20  # a brake a little below the kill
+
+    # A fake v1 parent: the kernel's cgroup made there, its limit written, rewritten only when
+    # it moved enough.
+    parent = tmp_path / "memory"
+    parent.mkdir()
+    cgroups = KernelCgroups(True, logging.getLogger("test"), parent=parent)
+    (parent / "memguard-kernel-k").mkdir()
+    (parent / "memguard-kernel-k" / "cgroup.procs").write_text("")
+    assert cgroups.adopt("k", 12345)
+    limit = parent / "memguard-kernel-k" / "memory.limit_in_bytes"
+    assert cgroups.set_limit("k", 900 * 2**20) and limit.read_text() == str(900 * 2**20)
+    assert cgroups.set_limit("k", 905 * 2**20) and limit.read_text() == str(900 * 2**20)
+    assert cgroups.set_limit("k", 700 * 2**20) and limit.read_text() == str(700 * 2**20)
+    assert cgroups.limit_of("k") == 700 * 2**20
+    assert cgroups.set_limit("other", 2**30) is False  # no cgroup of its own

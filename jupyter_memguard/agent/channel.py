@@ -162,6 +162,7 @@ class AgentChannel:
         self._logged: set[str] = set()
         self._counts = {"accepted": 0, "rejected": 0, "dropped": 0, "event_errors": 0}
         self._last_reports: dict[str, VariablesReport] = {}  # kernel id → its last answer
+        self.callback_seconds = 0.0  # event-loop time spent on the agents' messages
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -217,6 +218,7 @@ class AgentChannel:
             },
             "no_agent": dict(list(self._no_agent.items())[-STATUS_NO_AGENT:]),
             "connections": dict(self._counts),
+            "callback_seconds": round(self.callback_seconds, 6),
         }
 
     # -- requests ----------------------------------------------------------------------------
@@ -420,10 +422,13 @@ class AgentChannel:
                 raise _Dropped(f"the agent sent a line over {MAX_LINE} bytes") from None
             except ConnectionError:
                 return
+            started = time.perf_counter()
             try:
                 self._dispatch(connection, decode(line))
             except ProtocolError as error:
                 raise _Dropped(f"the agent broke the protocol: {error}") from None
+            finally:
+                self.callback_seconds += time.perf_counter() - started
 
     def _dispatch(self, connection: _Connection, data: dict[str, object]) -> None:
         kind = data["type"]

@@ -161,6 +161,8 @@ class IopubListener:
                 return
             header, parent = message_parts[1], message_parts[2]
             cells = self.cells
+            if cells is not None and cells.source(kernel_id) == "agent":
+                cells = None  # its agent reports its cells: only errors are read here
             if _STATUS in header:
                 if cells is None or _EXECUTE_REQUEST not in parent:
                     return

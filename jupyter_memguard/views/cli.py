@@ -215,6 +215,36 @@ def cmd_cells(args: argparse.Namespace) -> int:
     return 0
 
 
+QUALIFIERS = {"exact": "", "estimate": "about ", "at_least": "at least "}
+
+
+def variables_text(data: dict[str, Any]) -> str:
+    """The largest variables of a kernel, or why there are none."""
+    if data["status"] != "ok":
+        state = "busy" if data["status"] == "busy" else "unavailable"
+        return f"No variables ({state}): {data.get('reason') or 'no reason given'}"
+    rows = [
+        [
+            v["name"],
+            v.get("type") or "",
+            QUALIFIERS.get(v.get("qualifier") or "", "") + human_bytes(v.get("bytes")),
+            v.get("device") or "",
+            v.get("note") or "",
+        ]
+        for v in data["variables"]
+    ]
+    total = data.get("total_bytes")
+    tail = f"\nall names measured: {human_bytes(total)}" if total is not None else ""
+    return table(["NAME", "TYPE", "MEMORY", "DEVICE", "NOTE"], rows) + tail
+
+
+def cmd_variables(args: argparse.Namespace) -> int:
+    base, token = find_server(args.url, args.token)
+    data = api_get(base, token, f"api/memguard/kernels/{args.kernel_id}/variables")
+    print(json.dumps(data, indent=2) if args.json else variables_text(data))
+    return 0
+
+
 def _cell_label(cell: dict[str, Any] | None) -> str:
     """'[7]' for the cell that was running, '-' when none was."""
     if not cell:
@@ -281,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("kernels", "live kernels of the running server"),
         ("status", "the memory budget, who holds it, and the guard's settings"),
         ("cells", "a kernel's recent cells and what each did to its memory"),
+        ("variables", "the largest names in a kernel's namespace (its agent measures them)"),
         ("doctor", "which mode memguard runs in here, and what follows from it"),
     ):
         p = sub.add_parser(name, help=helptext)
@@ -291,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--json", action="store_true", help="JSON output")
         if name == "kernels":
             p.add_argument("--pss", action="store_true", help="also measure PSS/USS (slower)")
-        if name == "cells":
+        if name in ("cells", "variables"):
             p.add_argument("kernel_id", help="the kernel's id (as `kernels --json` lists it)")
     p = sub.add_parser(
         "terminations", help="why kernels ended (reads the journal; no server needed)"
@@ -317,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         "cells": cmd_cells,
         "terminations": cmd_terminations,
         "doctor": cmd_doctor,
+        "variables": cmd_variables,
     }[args.command]
     return handler(args)
 

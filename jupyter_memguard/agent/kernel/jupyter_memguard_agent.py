@@ -15,6 +15,11 @@ from __future__ import annotations
 
 import collections
 import itertools
+
+try:  # getrusage's ru_maxrss is the process's VmHWM (reset with it): no /proc read
+    import resource as _resource
+except ImportError:  # not a Unix
+    _resource = None  # type: ignore[assignment]
 import json
 import os
 import re
@@ -399,6 +404,16 @@ class _Agent:
         except (OSError, IndexError, ValueError):
             return None
 
+    def _peak(self) -> int | None:
+        """The kernel process's VmHWM since the last reset, in bytes: getrusage's ru_maxrss
+        (the same counter, and clear_refs resets both), else /proc/self/status."""
+        if _resource is not None:
+            try:
+                return int(_resource.getrusage(_resource.RUSAGE_SELF).ru_maxrss) * 1024
+            except (OSError, ValueError):
+                pass
+        return self._memory()[1]
+
     def _reset_peak(self) -> None:
         """Make VmHWM start again from the current RSS: the next reading is this cell's peak."""
         if self.clear_refs_fd is not None:
@@ -486,7 +501,7 @@ class _Agent:
                 self._restore_sigint(cell)
             if self.closed:
                 return
-            rss, hwm = self._memory()
+            rss, hwm = self._rss(), self._peak()
             status, ename = _outcome(result, cell)
             self._send_line(
                 _CELL_END
