@@ -81,11 +81,24 @@ def cell_phrase(cell: Mapping[str, Any] | None, units: Units = "binary") -> str:
     return f" while running {cell_label(cell)}{code}{growth}"
 
 
-def variables_phrase(variables: Sequence[Mapping[str, Any]] | None, units: Units = "binary") -> str:
-    """'Most of it is in `df` (DataFrame, 1.2 GiB) and `x` (list, at least 400 MiB).' or ''.
+NAMED_FLOOR = 1 << 20  # a variable smaller than this is not worth naming ...
+NAMED_SHARE = 0.1  # ... nor one under this share of the largest
 
-    Only host memory: a GPU tensor's bytes are not what fills the kernel's RAM."""
-    named = [v for v in variables or () if v.get("bytes") and not _on_gpu(v)][:3]
+
+def _worth_naming(variables: Sequence[Mapping[str, Any]] | None) -> list[Mapping[str, Any]]:
+    """The host-memory variables that hold a real part of it (a GPU tensor's bytes are not
+    what fills the kernel's RAM; `a = 1` is not what to free), largest first."""
+    held = [v for v in variables or () if isinstance(v.get("bytes"), int) and not _on_gpu(v)]
+    held.sort(key=lambda v: v["bytes"], reverse=True)
+    if not held:
+        return []
+    floor = max(NAMED_FLOOR, int(held[0]["bytes"] * NAMED_SHARE))
+    return [v for v in held if v["bytes"] >= floor]
+
+
+def variables_phrase(variables: Sequence[Mapping[str, Any]] | None, units: Units = "binary") -> str:
+    """'Most of it is in `df` (DataFrame, 1.2 GiB) and `x` (list, at least 400 MiB).' or ''."""
+    named = _worth_naming(variables)[:3]
     if not named:
         return ""
     parts = []
@@ -107,7 +120,7 @@ def _on_gpu(variable: Mapping[str, Any]) -> bool:
 
 def del_hint(variables: Sequence[Mapping[str, Any]] | None) -> str | None:
     """'`del df, x`' for the largest host-memory variables, or None."""
-    names = [v["name"] for v in variables or () if v.get("bytes") and not _on_gpu(v)][:2]
+    names = [v["name"] for v in _worth_naming(variables)][:2]
     return f"`del {', '.join(names)}`" if names else None
 
 
