@@ -91,10 +91,16 @@ class TestRequestsDuringAHalt:
 
     async def test_kernels_and_status_answer_200_throughout(self, jp_fetch, memguard, start_kernel):
         kernel = await start_kernel()
+        # Past the halt line (90 %) but short of the kernel's own cgroup limit (400 MiB), in
+        # steps memguard can see: one 370 MiB allocation raced the cgroup's OOM killer, which
+        # won under load (the kernel was OOM-killed and restarted, never halted).
         kernel.submit(
             "import signal, time\n"
             "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
-            "x = bytearray(b'\\x01') * (370 * 2**20)\n"
+            "x = []\n"
+            "for _ in range(64):\n"
+            "    x.append(bytearray(b'\\x01') * (5 * 2**20))\n"
+            "    time.sleep(0.02)\n"
             "time.sleep(60)"
         )
         codes: list[int] = []
