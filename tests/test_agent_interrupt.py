@@ -116,15 +116,15 @@ async def test_async_cell_interrupt(world: AgentWorld) -> None:
     assert await world.mkm.is_alive(kernel.id)
 
 
-# Inside the kernel: make the agent's first /proc read raise a real SIGINT, so that it lands
+# Inside the kernel: make the agent's first RSS read in the hook raise a real SIGINT, so that it lands
 # while pre_run_cell (or post_run_cell) runs; the read itself is the agent's own.
 LAND_IN_HOOK = """\
 import os, signal, sys, time
 _agent = sys.modules["jupyter_memguard_agent"]._agent
-_read = type(_agent)._memory
+_read = type(_agent)._rss
 # this setup cell's own post_run_cell comes first: skip it
 _state = {{"skip": 1 if {hook!r} == "post_run_cell" else 0, "done": False}}
-def _memory_then_sigint(self):
+def _rss_then_sigint(self):
     import inspect
     if not _state["done"] and inspect.stack()[1].function == {hook!r}:
         if _state["skip"]:
@@ -134,7 +134,7 @@ def _memory_then_sigint(self):
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.05)  # the handler runs here, inside the hook
     return _read(self)
-_agent._memory = _memory_then_sigint.__get__(_agent)
+_agent._rss = _rss_then_sigint.__get__(_agent)
 """
 
 

@@ -15,11 +15,6 @@ from __future__ import annotations
 
 import collections
 import itertools
-
-try:  # getrusage's ru_maxrss is the process's VmHWM (reset with it): no /proc read
-    import resource as _resource
-except ImportError:  # not a Unix
-    _resource = None  # type: ignore[assignment]
 import json
 import os
 import re
@@ -405,13 +400,10 @@ class _Agent:
             return None
 
     def _peak(self) -> int | None:
-        """The kernel process's VmHWM since the last reset, in bytes: getrusage's ru_maxrss
-        (the same counter, and clear_refs resets both), else /proc/self/status."""
-        if _resource is not None:
-            try:
-                return int(_resource.getrusage(_resource.RUSAGE_SELF).ru_maxrss) * 1024
-            except (OSError, ValueError):
-                pass
+        """The kernel process's VmHWM since the last reset, in bytes, from /proc/self/status.
+
+        Not getrusage's ru_maxrss: it also holds the peak of the process that forked the
+        kernel (the server: exec keeps it), which clear_refs does not reset."""
         return self._memory()[1]
 
     def _reset_peak(self) -> None:
