@@ -593,9 +593,9 @@ class ServerView:
     def status_parts(self) -> dict[str, Any]:
         return {name: part() for name, part in self._status.items()}
 
-    async def halt(self, kernel_id: str, by: str, note: str | None) -> None:
+    async def halt(self, kernel_id: str, by: str, note: str | None, via: str = "api") -> None:
         tick = await self._monitor.sample()
-        self._runner.spawn(self._runner.admin_halt(kernel_id, tick, by, note))
+        self._runner.spawn(self._runner.admin_halt(kernel_id, tick, by, note, via))
 
 
 def default_settings(**changes: Any) -> MemGuardSettings:

@@ -308,6 +308,7 @@ class Trigger:
     requested_bytes: int | None = None  # GPU pressure: what the failing cell asked for
     kernel_bytes: int | None = None  # the kernel's own figure (what stopping it gives back)
     note: str | None = None  # an admin's own words, shown as they are
+    via: str | None = None  # where an admin's halt came from: "panel" (the Memory panel), "api"
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -410,11 +411,12 @@ VERDICTS: Mapping[str, VerdictInfo] = MappingProxyType(
     {
         v.name: v
         for v in (
+            VerdictInfo("halted_by_memguard", "error", False, "Kernel stopped: memory almost full"),
             VerdictInfo(
-                "halted_by_memguard", "error", False, "Kernel stopped: it ran out of memory"
-            ),
-            VerdictInfo(
-                "interrupted_kept", "warning", True, "Cell stopped: the kernel kept its variables"
+                "interrupted_kept",
+                "warning",
+                True,
+                "Cell stopped at its memory limit; variables kept",
             ),
             VerdictInfo("culled_idle", "info", False, "Kernel shut down: it was idle"),
             VerdictInfo("user_shutdown", "info", False, "Kernel shut down", quiet=True),

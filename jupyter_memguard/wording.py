@@ -11,6 +11,7 @@ here parses reason text: the words come from structured triggers and evidence.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -124,6 +125,29 @@ def del_hint(variables: Sequence[Mapping[str, Any]] | None) -> str | None:
     return f"`del {', '.join(names)}`" if names else None
 
 
+# --------------------------------------------------------------------------- who asked
+_HEX_ID = re.compile(r"^[0-9a-f]{16,}$")
+
+
+def _named(by: str | None) -> str | None:
+    """A person's name, or None for jupyter_server's anonymous ids (a token's user)."""
+    return by if by and not _HEX_ID.match(by) else None
+
+
+def _admin_headline(t: Trigger | None, prefix: str = "Kernel stopped") -> str:
+    if t is not None and t.via == "panel":
+        return f"{prefix} from the Memory panel"
+    name = _named(t.by) if t is not None else None
+    return f"{prefix} by {name}" if name else f"{prefix} by an administrator"
+
+
+def _admin_who(t: Trigger | None) -> str:
+    name = _named(t.by) if t is not None else None
+    if t is not None and t.via == "panel":
+        return f"{name} (from the Memory panel)" if name else "Someone, from the Memory panel,"
+    return name or "An administrator"
+
+
 # --------------------------------------------------------------------------- verdicts
 def verdict_info(verdict: str) -> VerdictInfo:
     """The verdict's entry in the one table (an unknown name reads as 'unknown')."""
@@ -134,7 +158,7 @@ def headline(verdict: str, evidence: Evidence | None = None) -> str:
     """What happened, in a few words."""
     trigger = Trigger.from_json((evidence or {}).get("trigger"))
     if verdict == "halted_by_memguard" and trigger is not None and trigger.kind == "admin":
-        return "Kernel stopped by an administrator"
+        return _admin_headline(trigger)
     if verdict == "culled_idle" and trigger is not None and trigger.kind == "jupyter_server_culler":
         return "Kernel shut down by the server: it was idle"
     return verdict_info(verdict).headline
@@ -150,8 +174,8 @@ def _halted(evidence: Evidence, units: Units) -> str:
     cell = cell_phrase(evidence.get("running_cell"), units)
     trigger = Trigger.from_json(evidence.get("trigger"))
     if trigger is not None and trigger.kind == "admin":
-        by = f" ({trigger.by})" if trigger.by else ""
-        return f"An administrator{by} stopped the kernel{cell}. {LOST} {RESTART}"
+        why = f" ({trigger.note})" if trigger.note else ""
+        return f"{_admin_who(trigger)} stopped the kernel{cell}{why}. {LOST} {RESTART}"
     held = variables_phrase(evidence.get("variables"), units)
     held = f" {held}" if held else ""
     if trigger is not None and trigger.kind == "budget":
@@ -466,13 +490,19 @@ def pressure_text(t: Trigger, culprit: Mapping[str, Any], units: Units = "binary
 
 def gpu_text(culprit: Mapping[str, Any], units: Units = "binary") -> str:
     holders = culprit.get("holders") or []
+
+    def state(h: Mapping[str, Any]) -> str:
+        if h.get("culled"):
+            return "shut down"
+        return "idle" if h.get("idle") else "running"
+
     names = ", ".join(
-        f"{h.get('path') or str(h.get('kernel_id'))[:8]} ({_size(h.get('bytes'), units)})"
+        f"{h.get('path') or str(h.get('kernel_id'))[:8]} ({_size(h.get('bytes'), units)}, {state(h)})"
         for h in holders
     )
     culled = any(h.get("culled") for h in holders)
-    verb = "were shut down to make room" if culled else "hold memory on it"
-    return f"GPU {culprit.get('device')} ({culprit.get('device_name')}) is full: {names} {verb}"
+    verb = "held it; the idle ones were shut down to make room" if culled else "hold it"
+    return f"On GPU {culprit.get('device')} ({culprit.get('device_name')}), {names} {verb}"
 
 
 # --------------------------------------------------------------------------- events
@@ -486,15 +516,20 @@ def _words(headline_: str, summary_: str, severity: str, advice_: str | None = N
 def warning_words(
     t: Trigger, variables: Sequence[Mapping[str, Any]] | None, stop_bytes: int | None, units: Units
 ) -> Words:
-    """memory_warning: the kernel crossed its warn line."""
-    stop = f" memguard stops it at {_size(stop_bytes, units)}." if stop_bytes else ""
+    """memory_warning: the kernel crossed its warn line (its own, or it is the kernel the
+    shared budget's stop would fall on)."""
+    stop = f"; memguard stops it at {_size(stop_bytes, units)}" if stop_bytes else ""
     held = variables_phrase(variables, units)
     hint = del_hint(variables)
-    text = (
-        f"The kernel uses {_size(t.usage_bytes, units)} of its {_size(t.limit_bytes, units)} "
-        f"limit ({_percent(t.usage_bytes, t.limit_bytes)}).{stop}"
-        f"{(' ' + held) if held else ''}"
-    )
+    if t.kind == "budget":
+        uses = (
+            f"This server's memory is filling up ({_size(t.usage_bytes, units)} of "
+            f"{_size(t.limit_bytes, units)}), most of it this kernel's "
+            f"({_size(t.kernel_bytes, units)}){stop}."
+        )
+    else:
+        uses = f"It uses {_size(t.usage_bytes, units)} of its {_size(t.limit_bytes, units)}{stop}."
+    text = f"{uses}{(' ' + held) if held else ''}"
     todo = f"Save your work, or free memory: {hint}." if hint else "Save your work, or free memory."
     return _words("Kernel memory is high", text, "warning", todo)
 
@@ -506,10 +541,9 @@ def halting_words(
     held = variables_phrase(variables, units)
     held = f" {held}" if held else ""
     if t.kind == "admin":
-        by = f" ({t.by})" if t.by else ""
         return _words(
-            "An administrator is stopping the kernel",
-            f"An administrator{by} asked memguard to stop this kernel.",
+            _admin_headline(t, "Stopping the kernel"),
+            f"{_admin_who(t)} asked memguard to stop this kernel.",
             "error",
         )
     if t.kind == "budget":
@@ -523,9 +557,15 @@ def halting_words(
             f"The kernel uses {_size(t.usage_bytes, units)}, over its stop line "
             f"({_size(t.line_bytes, units)} of its {_size(t.limit_bytes, units)} limit)."
         )
+    kept = (
+        " memguard is interrupting the running cell; the kernel keeps its variables if it then "
+        "runs nothing, stays under its kill line and the server has room, else it is shut down."
+    )
     then = {
-        "interrupt": " memguard is interrupting the running cell; if the memory stays this "
-        "high, the kernel will be shut down.",
+        "interrupt": kept
+        if t.kind == "kernel_limit"
+        else " memguard is interrupting the running cell; if the memory stays this high, the "
+        "kernel will be shut down.",
         "restart": " memguard is restarting the kernel.",
         "shutdown": " memguard is shutting the kernel down.",
         "kill": " memguard is killing the kernel: memory is nearly exhausted.",
@@ -555,9 +595,7 @@ def cull_words(t: Trigger, units: Units) -> Words:
 
 def pressure_words(t: Trigger, culprit: Mapping[str, Any] | None, units: Units) -> Words:
     """memory_pressure: the memory outside the kernels fills the budget; no kernel is stopped."""
-    text = pressure_text(t, culprit or {}, units) + (
-        ". memguard stops no notebook for memory it does not use."
-    )
+    text = pressure_text(t, culprit or {}, units) + "."
     todo = (
         "Stop that program, or ask your administrator for more memory."
         if culprit
@@ -581,8 +619,15 @@ def interrupt_message(
 ) -> str:
     """The text of the MemoryLimitInterrupt raised in the stopped cell."""
     held = variables_phrase(variables, units)
+    held = f" {held}" if held else ""
+    if t.kind == "budget":
+        return (
+            f"memguard stopped this cell: this server's memory was almost full "
+            f"({_size(t.usage_bytes, units)} of its {_size(t.limit_bytes, units)} limit); this "
+            f"kernel used {_size(t.kernel_bytes, units)}.{held}"
+        )
     return (
         f"memguard stopped this cell: the kernel used {_size(t.kernel_bytes or t.usage_bytes, units)}, "
         f"over its stop line ({_size(t.line_bytes, units)} of its {_size(t.limit_bytes, units)} "
-        f"limit).{(' ' + held) if held else ''}"
+        f"limit).{held}"
     )

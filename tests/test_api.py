@@ -38,7 +38,7 @@ async def test_kernel_memory_rises_and_falls(jp_fetch, memguard, start_kernel):
 
     await wait_for(fallen, timeout=5)
     data = await get_json(jp_fetch, "kernels", kernel.id)
-    assert data["memory"]["peak_bytes"] >= baseline + 190 * MiB
+    assert data["memory"]["peak_bytes"] >= data["memory"]["used_bytes"] + 150 * MiB
     assert len(data["history"]) >= 2
     assert data["limit_bytes"] > 0 and data["level"] == "ok"
 

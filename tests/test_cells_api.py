@@ -77,4 +77,25 @@ class TestHaltNamesTheCell:
         assert "chunks = []" in cell["code"]
         assert cell["peak_bytes"] - cell["memory_before_bytes"] > 200 * MiB
         assert "while running cell [2]" in record["summary"], record["summary"]
-        assert record["headline"] == "Kernel stopped: it ran out of memory"
+        assert record["headline"] == "Kernel stopped: memory almost full"
+
+
+async def test_a_shutdown_after_an_error_names_no_cell(jp_fetch, memguard, start_kernel):
+    """The cell that raised moments before a user's shutdown did not cause it: a wrong culprit
+    is worse than none (only memguard's own halt, which interrupts first, names that cell)."""
+    kernel = await start_kernel(path="oops.ipynb")
+    await kernel.client.execute_interactive("raise ValueError('oops')", timeout=30)
+
+    async def errored() -> bool:
+        return any(c["status"] == "error" for c in await cells(jp_fetch, kernel.id))
+
+    await wait_for(errored)
+    await jp_fetch("api", "kernels", kernel.id, method="DELETE")
+
+    async def recorded() -> list[dict[str, Any]]:
+        data = await get_json(jp_fetch, "terminations", kernel_id=kernel.id)
+        return data["terminations"]
+
+    record = (await wait_for(recorded, timeout=30))[0]
+    assert record["verdict"] == "user_shutdown"
+    assert record["evidence"]["running_cell"] is None, record["evidence"]["running_cell"]

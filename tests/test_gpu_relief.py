@@ -55,7 +55,7 @@ def test_off_notify_and_cull_enough_to_fit():
     (notice,) = gpu_relief(tick, default_settings(), "failing", 0, 20 * GiB)
     assert notice.kind == "gpu_notify"
     assert {h["kernel_id"] for h in notice.culprit["holders"]} == {"big", "small", "busy", "kept"}
-    assert "big.ipynb (20 GiB)" in action_reason(notice)
+    assert "big.ipynb (20 GiB, idle)" in action_reason(notice)
     # 20 GiB wanted, 8 free: 12 more. The larger idle holder (20 GiB) is enough.
     actions = gpu_relief(tick, default_settings(gpu_relief="cull"), "failing", 0, 20 * GiB)
     assert [(a.kind, a.kernel_id) for a in actions] == [("cull", "big"), ("gpu_notify", "failing")]

@@ -645,6 +645,11 @@ def test_a_kept_kernel_is_interrupted_again_only_by_a_new_cell():
     for now in (1, 5, 30):  # still over its stop line, running nothing: left alone
         actions, state = decide(snap(now, idle), s, state)
         assert actions == [] and state.kernels["k"].stage == "kept"
-    again = replace(idle, agent=AgentView(True, 0.5, "halted", 930 * MB), execution_state="busy")
-    actions, state = decide(snap(31, again), s, state)
-    assert [(a.kind, a.first) for a in actions] == [("interrupt", True)]  # a new intent
+    # A new cell that takes nothing more: left alone; one that grows toward the kill line: a
+    # new escalation (with a new intent: the first was used by the kept record).
+    small = replace(idle, agent=AgentView(True, 0.5, "halted", 930 * MB), execution_state="busy")
+    actions, state = decide(snap(31, small), s, state)
+    assert actions == [] and state.kernels["k"].stage == "kept"
+    grows = replace(small, memory=ProcessTreeMemory(1, 942 * MB, 942 * MB, (1,), 32.0))
+    actions, state = decide(snap(32, grows), s, state)
+    assert [(a.kind, a.first) for a in actions] == [("interrupt", True)]

@@ -90,6 +90,28 @@ async def test_admin_halt_endpoint(jp_fetch, memguard, start_kernel):
     assert "runaway job" in record["explanation"] or "runaway job" in json.dumps(record["evidence"])
 
 
+async def test_a_halt_from_the_memory_panel_says_so(jp_fetch, memguard, start_kernel):
+    from tornado.httpclient import HTTPClientError
+
+    kernel = await start_kernel()
+    with pytest.raises(HTTPClientError) as info:
+        await jp_fetch(
+            "api", "memguard", "kernels", kernel.id, "halt", method="POST",
+            body=json.dumps({"via": "carrier pigeon"}),
+        )  # fmt: skip
+    assert info.value.code == 400
+    assert "via" in json.loads(info.value.response.body)["message"]
+    response = await jp_fetch(
+        "api", "memguard", "kernels", kernel.id, "halt", method="POST",
+        body=json.dumps({"reason": "too big", "via": "panel"}),
+    )  # fmt: skip
+    assert response.code == 202
+    record = await wait_for(lambda: newest(jp_fetch, kernel.id))
+    assert record["verdict"] == "halted_by_memguard"
+    assert record["evidence"]["trigger"]["via"] == "panel"
+    assert "Memory panel" in record["headline"]
+
+
 async def test_halt_endpoint_bad_input(jp_fetch, memguard, start_kernel):
     from tornado.httpclient import HTTPClientError
 

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from ..guard.policy import kernel_limit
@@ -86,6 +86,16 @@ class CellFacts:
     top_kept: tuple[dict[str, Any], ...] = ()
     recent: tuple[dict[str, Any], ...] = ()
     history: tuple[tuple[float, int], ...] = ()  # the kernel's last memory samples
+    # The last cell, stopped by an interrupt or an error moments before the end. It is the
+    # running cell only of memguard's own halt (which interrupts first): after a user's
+    # shutdown it would be a wrong culprit.
+    just_stopped: dict[str, Any] | None = None
+
+    def halted(self) -> CellFacts:
+        """The cells as memguard's halt left them: its interrupt stopped the running one."""
+        if self.running is not None or self.just_stopped is None:
+            return self
+        return replace(self, running=self.just_stopped)
 
 
 GpuOomListener = Callable[[str, GpuOomError], Awaitable[None]]
@@ -308,6 +318,8 @@ class Deaths:
         trigger = intent.trigger if intent is not None else None
         variables = tuple((intent.evidence or {}).get("variables") or ()) if intent else ()
         by_culler = culler_timeout is not None
+        if intent is not None and intent.kind == "halt":
+            cells = cells.halted()
         if by_culler and intent is None:
             trigger = self._culler_trigger(facts, culler_timeout or None)
         verdict = classify(
@@ -335,7 +347,7 @@ class Deaths:
             await asyncio.to_thread(self.journal.consume_intent, intent.id, time.time())
             trigger = intent.trigger or trigger
         variables = tuple((intent.evidence or {}).get("variables") or ()) if intent else ()
-        cells = self._cells_at_end(kernel_id, died=False)
+        cells = self._cells_at_end(kernel_id, died=False).halted()
         state = self.tick.kernels.get(kernel_id)
         after = state.usage_bytes if state is not None else None
         if state is not None and state.agent is not None and state.agent.memory_after_bytes:
@@ -379,21 +391,20 @@ class Deaths:
         now = time.time()
         running = self.cells.kernel_died(kernel_id, now) if died else self.cells.running(kernel_id)
         recent = self.cells.cells(kernel_id)
-        if running is None and recent:
+        just_stopped = None
+        if running is None and recent and not died:
             # A halt interrupts the cell first: the cell that was running when memguard began
             # is the last one, ended by the interrupt moments before the shutdown.
             last = recent[0]
             ended = last.ended_at or now
-            if (
-                last.status in ("interrupted", "halted", "error", "kernel_died")
-                and now - ended < END_WINDOW_S
-            ):
-                running = last
+            if last.status in ("interrupted", "halted", "error") and now - ended < END_WINDOW_S:
+                just_stopped = last.to_json()
         return CellFacts(
             running=running.to_json() if running is not None else None,
             top_kept=tuple(c.to_json() for c in self.cells.top_kept(kernel_id)),
             recent=tuple(c.to_json() for c in recent[:RECENT_CELLS_KEPT]),
             history=history,
+            just_stopped=just_stopped,
         )
 
     def _facts(

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..agent.messages import VariablesReport
-from ..models import Action, EventSink, Intent, Tick, Trigger
+from ..models import Action, EventSink, Intent, KernelState, Tick, Trigger
 from ..probe.orphans import Orphan, still_there
 from ..probe.server import KernelManager, ServerKernel, find_kernel
 from ..settings import MemGuardSettings
@@ -32,6 +32,7 @@ from ..wording import (
     step_words,
     warning_words,
 )
+from .policy import effective_lines
 
 PROC = Path("/proc")
 
@@ -169,7 +170,7 @@ class ActionRunner:
             self.log.warning("memguard: %s (%s)", reason, kid)
             # The warning names what holds the memory: the agent is asked (bounded) off the
             # tick's path, so the guard never waits for a kernel busy in native code.
-            self.spawn(self._warn(action, base))
+            self.spawn(self._warn(action, base, kernel, tick))
             return
         if action.kind == "keep":
             self.log.warning("memguard: kept kernel %s with its variables: %s", kid, reason)
@@ -224,22 +225,36 @@ class ActionRunner:
             return
         await self.halt_step(action, tick, dry)
 
-    async def _warn(self, action: Action, base: dict[str, Any]) -> None:
+    async def _warn(
+        self, action: Action, base: dict[str, Any], kernel: KernelState | None, tick: Tick
+    ) -> None:
         trigger, s = action.trigger, self.settings
-        limit = trigger.limit_bytes or 0
+        used = trigger.kernel_bytes or trigger.usage_bytes or 0
+        limit = kernel.limit_bytes if kernel is not None else (trigger.limit_bytes or 0)
+        # The kernel's lines as they apply now (its own, or where the shared budget's come
+        # first): the stop the words promise is the one that comes.
+        warn, halt, kill = (
+            effective_lines(kernel, tick.budget, s)
+            if kernel is not None
+            else (
+                int(s.warn_fraction * limit),
+                int(s.halt_fraction * limit),
+                int(s.kill_fraction * limit),
+            )
+        )
         variables = await self._variables(action.kernel_id)
         self.events.emit(
             "memory_warning",
             {
                 **base,
-                "usage_bytes": trigger.usage_bytes or 0,
+                "usage_bytes": used,
                 "limit_bytes": limit,
-                "warn_bytes": int(s.warn_fraction * limit),
-                "halt_bytes": int(s.halt_fraction * limit),
-                "kill_bytes": int(s.kill_fraction * limit),
-                "fraction": round((trigger.usage_bytes or 0) / limit, 4) if limit else 0.0,
+                "warn_bytes": warn,
+                "halt_bytes": halt,
+                "kill_bytes": kill,
+                "fraction": round(used / limit, 4) if limit else 0.0,
                 "variables": variables,
-                **warning_words(trigger, variables, int(s.halt_fraction * limit), s.display_units),
+                **warning_words(trigger, variables, halt, s.display_units),
             },
         )
 
@@ -367,13 +382,16 @@ class ActionRunner:
         except Exception:
             self.log.exception("memguard: shutting down kernel %s failed", kernel_id)
 
-    async def admin_halt(self, kernel_id: str, tick: Tick, by: str, note: str | None) -> None:
+    async def admin_halt(
+        self, kernel_id: str, tick: Tick, by: str, note: str | None, via: str = "api"
+    ) -> None:
         """An admin's halt: intent, halting event, then shutdown → (grace) → kill."""
         state = tick.kernels.get(kernel_id)
         trigger = Trigger(
             "admin",
             by=by,
             note=note,
+            via=via,
             usage_bytes=state.usage_bytes if state is not None else None,
             kernel_bytes=state.usage_bytes if state is not None else None,
             limit_bytes=state.limit_bytes if state is not None else None,

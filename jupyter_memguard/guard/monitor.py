@@ -527,7 +527,9 @@ class Monitor:
             memory=memory,
             unavailable_reason=tracked.unavailable_reason,
             growth_bytes_per_s=tracked.growth_bytes_per_s,
-            peak_bytes=max(tracked.history.peak_bytes, memory.peak_bytes if memory else 0),
+            # The peak of the figure the guard decides on (``memory.peak_bytes`` is the RSS
+            # peak, VmHWM included: another basis, not shown beside the decision figure).
+            peak_bytes=tracked.history.peak_bytes,
             gpu=tracked.gpu,
             history=tuple(tracked.history.samples),
             cells_source=cells_source,

@@ -42,6 +42,8 @@ class KernelGuardState:
     warned: bool = False
     culled: bool = False
     releasing_bytes: int = 0  # what a cull or kill in flight will give back
+    kept_bytes: int = 0  # kept after an interrupt: its memory then (a new cell must add to it)
+    budget_warned: bool = False  # warned as the kernel the budget's relief would fall on
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,22 @@ def containment_limit(kernel: KernelState, budget: Budget, settings: MemGuardSet
     room = int(settings.kill_fraction * budget.limit_bytes) - others
     floor = usage + max(CONTAINMENT_FLOOR, usage // 20)
     return max(floor, min(own, room))
+
+
+def effective_lines(
+    kernel: KernelState, budget: Budget, settings: MemGuardSettings
+) -> tuple[int, int, int]:
+    """A kernel's (warn, stop, kill) lines as they apply now: its own, or lower where the
+    shared budget's line, less what everything else holds, comes first (the server, the other
+    kernels). What the UI promises ("memguard stops it at …") is then what happens."""
+    usage = kernel.usage_bytes or 0
+    others = max(0, budget.usage_bytes - usage)
+    lines = []
+    for fraction in (settings.warn_fraction, settings.halt_fraction, settings.kill_fraction):
+        own = int(fraction * kernel.limit_bytes)
+        shared = int(fraction * budget.limit_bytes) - others
+        lines.append(max(0, min(own, shared)))
+    return lines[0], lines[1], lines[2]
 
 
 def level(usage: int | None, limit: int, settings: MemGuardSettings) -> Level:
@@ -148,7 +166,9 @@ def _escalate(
         if not over_warn:
             return [], replace(guard, stage="none", stage_since=now)
         if outcome == "keep" and guard.stage == "interrupted":
-            return [make("keep", "halt", False)], replace(guard, stage="kept", stage_since=now)
+            return [make("keep", "halt", False)], replace(
+                guard, stage="kept", stage_since=now, kept_bytes=usage
+            )
         if outcome == "stop" or now - guard.stage_since >= settings.interrupt_grace:
             return [make("shutdown", "halt", False)], replace(
                 guard, stage="shutdown", stage_since=now
@@ -169,6 +189,35 @@ def _escalate(
             guard, stage="interrupted", stage_since=now
         )
     return [], guard
+
+
+def _warn_the_relief(d: _Decision, projected: float, warn_line: float) -> None:
+    """The budget is over its warn line and no cull relieved it: warn the kernel whose end
+    would (the one the budget's stop would fall on), once per crossing, so its user hears
+    before the stop; re-armed once the budget is back under the line."""
+    relieving = _relieving_candidate(d, projected, warn_line) if projected >= warn_line else None
+    for kid, guard in list(d.guards.items()):
+        if guard.budget_warned and kid != relieving:
+            d.guards[kid] = replace(
+                guard, budget_warned=False, warned=guard.warned and projected >= warn_line
+            )
+    if relieving is None:
+        return
+    guard = d.guards[relieving]
+    if guard.warned or guard.budget_warned or guard.stage != "none":
+        return
+    kernel = d.tick.kernels[relieving]
+    s, budget = d.settings, d.tick.budget
+    trigger = Trigger(
+        "budget",
+        line="warn",
+        usage_bytes=budget.usage_bytes,
+        limit_bytes=budget.limit_bytes,
+        line_bytes=int(s.warn_fraction * budget.limit_bytes),
+        kernel_bytes=kernel.usage_bytes,
+    )
+    d.actions.append(Action("warn", relieving, trigger))
+    d.guards[relieving] = replace(guard, warned=True, budget_warned=True)
 
 
 def _outcome(
@@ -195,6 +244,7 @@ def _outcome(
 
 
 CLOCK_SLACK_S = 1.0  # the interrupt goes out a moment after the tick that decided it
+KEPT_MARGIN = 32 * 2**20  # a kept kernel's new cell must add this much to be stopped again
 
 
 def _runaway(
@@ -263,11 +313,12 @@ def _per_kernel_limits(d: _Decision) -> None:
             d.guards[kid] = guard
             continue
         over_warn = usage >= s.warn_fraction * limit
-        if over_warn and not guard.warned:
+        warn_now = over_warn or (guard.warned and guard.budget_warned)
+        if warn_now and not guard.warned:
             trigger = _kernel_trigger(usage, limit, "warn", s)
             d.actions.append(Action("warn", kid, trigger))
             guard = replace(guard, warned=True)
-        elif not over_warn and guard.warned:
+        elif not warn_now and guard.warned:
             guard = replace(guard, warned=False)
 
         def make(
@@ -278,7 +329,14 @@ def _per_kernel_limits(d: _Decision) -> None:
         if d.state.budget_victim != kid:
             over = (over_warn, usage >= s.halt_fraction * limit, usage >= s.kill_fraction * limit)
             outcome = _outcome(kernel, guard, d, limit, own_limit=True)
-            again = kernel.agent is not None and kernel.agent.running
+            # A kept kernel is stopped again by a cell that takes more: running, and grown.
+            kill_line = s.kill_fraction * limit
+            margin = max(2**20, min(KEPT_MARGIN, (kill_line - guard.kept_bytes) / 2))
+            again = (
+                kernel.agent is not None
+                and kernel.agent.running
+                and usage >= guard.kept_bytes + margin
+            )
             steps, guard = _escalate(
                 guard, over, d.tick.at, s, make, usage, outcome, again or kernel.agent is None
             )
@@ -354,6 +412,8 @@ def _budget_relief(d: _Decision) -> tuple[str | None, bool]:
     ):
         projected = _cull_for_pressure(d, projected, warn_line)
     over_halt = projected >= halt_line or (limit - projected) < s.min_headroom_bytes
+    if not over_halt:  # over the halt line the stop comes now: no warning first
+        _warn_the_relief(d, projected, warn_line)
     over = (projected >= warn_line, over_halt, projected >= s.kill_fraction * limit)
     if victim is None and over_halt:
         victim = _relieving_candidate(d, projected, min(halt_line, limit - s.min_headroom_bytes))

@@ -129,7 +129,9 @@ class KernelsHandler(MemGuardHandler):
         halting = self.view.halting()
         kernels = []
         for state in tick.kernels.values():
-            data = kernel_json(state, settings, halting=state.kernel_id in halting)
+            data = kernel_json(
+                state, settings, halting=state.kernel_id in halting, budget=tick.budget
+            )
             data["path"] = paths.get(state.kernel_id, state.path)
             kernels.append(data)
         self.finish(json.dumps({"kernels": kernels, "budget": budget_json(tick.budget, settings)}))
@@ -150,7 +152,9 @@ class KernelHandler(MemGuardHandler):
         if state is None:
             raise web.HTTPError(404, f"no kernel with id {kernel_id!r}")
         halting = kernel_id in self.view.halting()
-        data = kernel_json(state, self.view.settings, history=True, halting=halting)
+        data = kernel_json(
+            state, self.view.settings, history=True, halting=halting, budget=tick.budget
+        )
         data["path"] = paths.get(kernel_id, state.path)
         self.finish(json.dumps(data))
 
@@ -179,6 +183,9 @@ class VariablesHandler(MemGuardHandler):
         self.finish(json.dumps(await self.view.variables(kernel_id)))
 
 
+HALT_VIAS = ("api", "panel")  # where an admin's halt came from, for the words that explain it
+
+
 class HaltHandler(MemGuardHandler):
     """POST /api/memguard/kernels/{id}/halt: an admin halt (write permission needed)."""
 
@@ -189,6 +196,7 @@ class HaltHandler(MemGuardHandler):
         self._known(kernel_id)
         body = self.request.body.strip()
         note = None
+        via = "api"
         if body:
             try:
                 payload = json.loads(body)
@@ -196,15 +204,18 @@ class HaltHandler(MemGuardHandler):
                 raise web.HTTPError(400, f"body is not JSON: {error}") from None
             if not isinstance(payload, dict):
                 raise web.HTTPError(400, "body must be a JSON object")
-            unknown = sorted(set(payload) - {"reason"})
+            unknown = sorted(set(payload) - {"reason", "via"})
             if unknown:
-                raise web.HTTPError(400, f"unknown field {unknown[0]!r} (allowed: reason)")
+                raise web.HTTPError(400, f"unknown field {unknown[0]!r} (allowed: reason, via)")
             given = payload.get("reason")
             if given is not None and (not isinstance(given, str) or len(given) > 500):
                 raise web.HTTPError(400, "reason must be a string of at most 500 characters")
             note = given or None
+            via = payload.get("via", via)
+            if via not in HALT_VIAS:
+                raise web.HTTPError(400, f"via must be one of {', '.join(HALT_VIAS)}")
         user = getattr(self.current_user, "username", None) or "unknown user"
-        await self.view.halt(kernel_id, user, note)
+        await self.view.halt(kernel_id, user, note, via)
         self.set_status(202)
         self.finish(json.dumps({"kernel_id": kernel_id, "accepted": True}))
 

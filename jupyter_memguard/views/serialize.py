@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..forensics.journal import TerminationRecord
-from ..guard.policy import kernel_limit, level
+from ..guard.policy import effective_lines, kernel_limit
 from ..models import Budget, KernelState, Tick
 from ..probe.cells import CellRecord
 from ..settings import MemGuardSettings
@@ -32,7 +32,11 @@ def growing(state: KernelState) -> bool:
 
 
 def kernel_json(
-    state: KernelState, settings: MemGuardSettings, history: bool = False, halting: bool = False
+    state: KernelState,
+    settings: MemGuardSettings,
+    history: bool = False,
+    halting: bool = False,
+    budget: Budget | None = None,
 ) -> dict[str, Any]:
     """The REST representation of one kernel as the tick saw it."""
     memory = None
@@ -52,6 +56,12 @@ def kernel_json(
             "source": m.source,
         }
     limit = state.limit_bytes
+    # Its lines as they apply now: its own, or lower where the shared budget's line, less what
+    # everything else holds, comes first (what the UI says is what happens).
+    if budget is not None:
+        warn, halt, kill = effective_lines(state, budget, settings)
+    else:
+        warn, halt, kill = (int(limit * f) for f in _fractions(settings))
     data: dict[str, Any] = {
         "id": state.kernel_id,
         "name": state.name,
@@ -66,10 +76,10 @@ def kernel_json(
         "memory_unavailable_reason": state.unavailable_reason,
         "limit_bytes": limit,
         "limit_source": state.limit_source,
-        "warn_bytes": int(limit * settings.warn_fraction),
-        "halt_bytes": int(limit * settings.halt_fraction),
-        "kill_bytes": int(limit * settings.kill_fraction),
-        "level": level(state.usage_bytes, limit, settings),
+        "warn_bytes": warn,
+        "halt_bytes": halt,
+        "kill_bytes": kill,
+        "level": _level(state.usage_bytes, warn, halt),
         "growing": growing(state),
         "gpu": state.gpu,
         "cells_source": state.cells_source,
@@ -78,6 +88,16 @@ def kernel_json(
     if history:
         data["history"] = [[round(t, 3), b] for t, b in state.history]
     return data
+
+
+def _fractions(settings: MemGuardSettings) -> tuple[float, float, float]:
+    return settings.warn_fraction, settings.halt_fraction, settings.kill_fraction
+
+
+def _level(usage: int | None, warn: int, halt: int) -> str:
+    if usage is None or halt <= 0:
+        return "ok"
+    return "critical" if usage >= halt else "warning" if usage >= warn else "ok"
 
 
 def budget_json(budget: Budget, settings: MemGuardSettings) -> dict[str, Any]:
@@ -94,7 +114,7 @@ def budget_json(budget: Budget, settings: MemGuardSettings) -> dict[str, Any]:
 def kernels_json(tick: Tick, settings: MemGuardSettings) -> dict[str, Any]:
     """GET /api/memguard/kernels: every kernel and the budget."""
     return {
-        "kernels": [kernel_json(k, settings) for k in tick.kernels.values()],
+        "kernels": [kernel_json(k, settings, budget=tick.budget) for k in tick.kernels.values()],
         "budget": budget_json(tick.budget, settings),
     }
 

@@ -71,6 +71,6 @@ class MemGuardView(Protocol):
         doctor, orphans, the verdict vocabulary."""
         ...
 
-    async def halt(self, kernel_id: str, by: str, note: str | None) -> None:
+    async def halt(self, kernel_id: str, by: str, note: str | None, via: str = "api") -> None:
         """An administrator's halt (the handler has checked the permission)."""
         ...
