@@ -137,7 +137,7 @@ export async function haltKernel(
 ): Promise<void> {
   await request(`kernels/${id(kernelId)}/halt`, (value: unknown) => value, {
     method: 'POST',
-    body: JSON.stringify({ reason })
+    body: JSON.stringify({ reason, via: 'panel' })
   });
 }
 

@@ -140,3 +140,39 @@ export function formatSeconds(seconds: number | null | undefined): string {
   }
   return formatDuration(seconds);
 }
+
+const FIGURE = /(\d) (%|B|KiB|MiB|GiB|TiB|PiB|kB|MB|GB|TB|PB|s|min)(?![\w])/g;
+
+/**
+ * A sentence whose figures keep their units on the same line ("480\u00a0MiB", "80\u00a0%"):
+ * the space between a number and its unit becomes a no-break space, so a narrow tooltip
+ * or panel never shows "(480" on one line and "MiB)" on the next. For display only.
+ */
+export function keepFigures(text: string): string {
+  return text.replace(FIGURE, '$1\u00a0$2');
+}
+
+/**
+ * A paragraph broken into lines of at most `width` characters at spaces (a word longer than
+ * that stays whole on a line of its own): for text shown in a monospace output area, which
+ * would otherwise break it mid-word at its edge.
+ */
+export function wrapLines(text: string, width: number): string {
+  return text
+    .split('\n')
+    .map(paragraph => {
+      const lines: string[] = [];
+      let line = '';
+      for (const word of paragraph.split(' ')) {
+        if (line && line.length + 1 + word.length > width) {
+          lines.push(line);
+          line = word;
+        } else {
+          line = line ? `${line} ${word}` : word;
+        }
+      }
+      lines.push(line);
+      return lines.join('\n');
+    })
+    .join('\n');
+}

@@ -6,7 +6,9 @@ import {
   formatSeconds,
   formatSignedBytes,
   formatUsage,
-  resolveUnits
+  keepFigures,
+  resolveUnits,
+  wrapLines
 } from '../format';
 import { eventKind } from '../model/events';
 import { pollInterval } from '../model/poll';
@@ -197,5 +199,29 @@ describe('cell figures', () => {
     expect(formatSeconds(42)).toBe('42 s');
     expect(formatSeconds(300)).toBe('5 min');
     expect(formatSeconds(null)).toBe('n/a');
+  });
+});
+
+describe('keepFigures', () => {
+  it('keeps each figure on one line with its unit, and nothing else', () => {
+    expect(
+      keepFigures(
+        'warns at 80 % (480 MiB) and stops at 540 MiB of 1.5 GiB in 3 s.'
+      )
+    ).toBe(
+      'warns at 80\u00a0% (480\u00a0MiB) and stops at 540\u00a0MiB of 1.5\u00a0GiB in 3\u00a0s.'
+    );
+    expect(keepFigures('cell [7] ran 2 Bs and 4 steps')).toBe(
+      'cell [7] ran 2 Bs and 4 steps'
+    );
+  });
+});
+
+describe('wrapLines', () => {
+  it('breaks a paragraph at spaces, never inside a word', () => {
+    expect(wrapLines('aaa bbb ccc ddd', 7)).toBe('aaa bbb\nccc ddd');
+    expect(wrapLines('a verylongword b', 5)).toBe('a\nverylongword\nb');
+    expect(wrapLines('one\ntwo three', 9)).toBe('one\ntwo three');
+    expect(wrapLines('short', 80)).toBe('short');
   });
 });

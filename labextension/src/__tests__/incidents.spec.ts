@@ -59,7 +59,9 @@ describe('one incident per kernel event', () => {
       3
     )!;
     expect(stepped.step).toBe('shutdown');
-    expect(stepped.words?.headline).toBe('Shutting down');
+    // The halt's words (why) stay; the step's words say what memguard does now.
+    expect(stepped.words).toEqual(halting.words);
+    expect(stepped.stepWords?.headline).toBe('Shutting down');
     const t = terminationRecord('halted_by_memguard');
     const ended = onTerminated(stepped, null, t, 4, false)!;
     expect(ended.key).toBe(warned.key);
@@ -163,6 +165,22 @@ describe('one incident per kernel event', () => {
     expect(record.key).toBe(gpu.key);
     expect(record.words?.headline).toBe('GPU 0 is full');
     expect(record.termination?.verdict).toBe('gpu_out_of_memory');
+  });
+
+  it('keeps an interrupt the kernel survived apart from a GPU notice of the same kernel', () => {
+    const gpu = onGpuPressure(null, gpuEvent, 1);
+    const halting = onHalting(null, haltingEvent(), 2);
+    const kept = onTerminated(
+      halting,
+      gpu,
+      terminationRecord('interrupted_kept', { survived: true }),
+      3,
+      false
+    )!;
+    expect(kept.key).toBe(halting.key);
+    expect(kept.phase).toBe('kept');
+    expect(kept.termination?.verdict).toBe('interrupted_kept');
+    expect(kept.gpu).toBeNull();
   });
 
   it('keys records by journal id, else by kernel and time', () => {

@@ -50,6 +50,16 @@ describe('compose', () => {
       'Head\nDo this.'
     );
   });
+  it('keeps the first sentence when told it matters most', () => {
+    const body = ['Who did what.', 'A remark.'];
+    expect(compose(['Headline'], body, 40, 'first')).toBe(
+      'Headline\nWho did what. A remark.'
+    );
+    expect(compose(['Headline'], body, 25, 'first')).toBe(
+      'Headline\nWho did what.'
+    );
+    expect(compose(['Headline'], body, 14, 'first')).toBe('Who did what.');
+  });
   it('does without a headline, and cuts what fits nowhere', () => {
     expect(compose([], ['Only words.'])).toBe('Only words.');
     expect(compose([''], ['y'.repeat(200)]).length).toBe(MAX_NOTICE_LENGTH);
@@ -104,6 +114,23 @@ describe('one notice per incident, in the server’s words', () => {
     )!;
     expect(dry.autoClose).toBe(15000);
     expect(dry.message).not.toContain('Saving');
+    // Once a step is taken: why (the halt's headline), then what memguard does now.
+    const stepped = noticeFor(
+      incident({
+        phase: 'halting',
+        words,
+        saved: 'saved',
+        step: 'interrupt',
+        stepWords: wordsOf(
+          'Interrupting the running cell',
+          'Interrupting the running cell (memory: 545 MiB).'
+        )
+      }),
+      noticeCtx
+    )!;
+    expect(stepped.message).toBe(
+      'memguard is stopping the kernel (big.ipynb)\nInterrupting the running cell (memory: 545 MiB).'
+    );
   });
 
   it('ends as the stop notice: the server’s words and advice, sticky, with a restart', () => {
@@ -252,6 +279,33 @@ describe('one notice per incident, in the server’s words', () => {
       'Memory is no longer short: this server uses 1 GiB of 2 GiB.'
     );
     expect(relieved.type).toBe('info');
+  });
+
+  it('keeps who holds the memory when the server’s pressure words are too long', () => {
+    // As jupyter_memguard.wording.pressure_words has it: headline and summary do not fit.
+    const words = wordsOf(
+      'Memory is short, outside your notebooks',
+      'A process outside your notebooks, `python train.py` (pid 4242, terminal 1), uses 1.6 GiB of the 2 GiB limit. memguard stops no notebook for memory it does not use.',
+      { severity: 'warning' }
+    );
+    const view = noticeFor(
+      newIncident(null, 0, { phase: 'pressure', words }),
+      noticeCtx
+    )!;
+    expect(view.message).toBe(
+      'A process outside your notebooks, `python train.py` (pid 4242, terminal 1), uses 1.6 GiB of the 2 GiB limit.'
+    );
+    const fits = wordsOf(
+      words.headline,
+      'Who: `train.py` uses 1.6 GiB. A remark.'
+    );
+    expect(
+      noticeFor(newIncident(null, 0, { phase: 'pressure', words: fits }), {
+        ...noticeCtx
+      })!.message
+    ).toBe(
+      'Memory is short, outside your notebooks\nWho: `train.py` uses 1.6 GiB. A remark.'
+    );
   });
 
   it('offers to stop the idle GPU holders, then says what it did', () => {

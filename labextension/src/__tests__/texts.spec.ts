@@ -2,7 +2,7 @@
  * The texts of the status item, the panel, the cells and the Details view.
  */
 import { newIncident } from '../model/incidents';
-import { IStatusSettings } from '../model/types';
+import { IStatusSettings, ITrigger } from '../model/types';
 import {
   badgeText,
   badgeTitle,
@@ -17,7 +17,8 @@ import {
   detailsFootnote,
   evidenceLines,
   methodText,
-  timelineLinesText
+  timelineLinesText,
+  triggerText
 } from '../texts/details';
 import {
   budgetText,
@@ -370,13 +371,36 @@ describe('Details', () => {
     );
     expect(lines.get('Verdict')).toBe('oom_killed');
     expect(lines.get('Certainty')).toBe('confirmed');
-    expect(lines.get('Why memguard acted')).toBe('kernel_limit (halt 540 MiB)');
-    expect(lines.get('Limit')).toBe("4 GiB (the container's memory limit)");
+    expect(lines.get('Why memguard acted')).toBe(
+      'the kernel reached its own memory limit (its stop line, 540 MiB)'
+    );
+    expect(lines.get('Limit')).toBe("4 GiB · the container's memory limit");
     expect(lines.get('Out-of-memory kills counted (before → after)')).toBe(
       '0 → 1'
     );
     expect(lines.get('Kernel log')).toBe('Killed process 42');
     expect(lines.has('Exit code')).toBe(false);
+  });
+
+  it('says why memguard acted in words, from the structured trigger', () => {
+    const trigger: ITrigger = {
+      kind: 'budget',
+      line: 'halt',
+      usage_bytes: null,
+      limit_bytes: null,
+      line_bytes: 922 * MiB,
+      idle_seconds: null,
+      timeout_seconds: null,
+      by: null,
+      device_index: null,
+      requested_bytes: null
+    };
+    expect(triggerText(trigger, ctx)).toBe(
+      'this server’s memory was almost full (its stop line, 922 MiB)'
+    );
+    expect(triggerText({ ...trigger, kind: 'new_kind' }, ctx)).toBe(
+      'new_kind (its stop line, 922 MiB)'
+    );
   });
 
   it('names the lines of the timeline', () => {

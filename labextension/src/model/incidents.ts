@@ -74,6 +74,8 @@ export interface IIncident {
   readonly haltingAt: number | null;
   /** The last halt step reported (interrupt, restart, shutdown, kill). */
   readonly step: string | null;
+  /** The server's words for that step (what memguard does now); `words` keep the why. */
+  readonly stepWords: IWords | null;
   readonly trigger: ITrigger | null;
   readonly termination: ITermination | null;
   /** The GPU pressure event of a failed cell (other notebooks hold that GPU). */
@@ -123,6 +125,7 @@ export function newIncident(
     dryRun: false,
     haltingAt: null,
     step: null,
+    stepWords: null,
     trigger: null,
     termination: null,
     gpu: null,
@@ -194,6 +197,7 @@ export function onHalting(
     dryRun: ev.dry_run,
     haltingAt: now,
     step: null,
+    stepWords: null,
     trigger: ev.trigger
   };
   if (current && isActive(current)) {
@@ -202,7 +206,10 @@ export function onHalting(
   return newIncident(ev.kernel_id, now, fields);
 }
 
-/** A kernel_halted step (interrupt, restart, shutdown, kill): the halt goes on. */
+/**
+ * A kernel_halted step (interrupt, restart, shutdown, kill): the halt goes on. The halt's
+ * words (why memguard acts) stay; the step's say what it does now.
+ */
 export function onHaltStep(
   current: IIncident | null,
   ev: IHaltedEvent,
@@ -213,7 +220,8 @@ export function onHaltStep(
   }
   return update(current, now, {
     step: ev.step,
-    words: ev.words,
+    stepWords: ev.words,
+    words: current.words ?? ev.words,
     usageBytes: ev.usage_bytes ?? current.usageBytes
   });
 }
@@ -243,8 +251,14 @@ export function onTerminated(
         current.haltingAt !== null &&
         recent(current, now)));
   if (t.survived) {
-    // The GPU notice already tells of this failure: the record joins it, its words stay.
-    if (side?.gpu && !side.termination && recent(side, now)) {
+    // The GPU notice already tells of this failure: its record joins it, its words stay.
+    // (Only a GPU failure's: an interrupt the kernel survived is a notice of its own.)
+    if (
+      t.verdict === 'gpu_out_of_memory' &&
+      side?.gpu &&
+      !side.termination &&
+      recent(side, now)
+    ) {
       return update(side, now, { termination: t });
     }
     const fields = { phase: 'kept' as const, termination: t, words: t.words };

@@ -47,23 +47,35 @@ function cut(text: string, max: number): string {
   return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
 }
 
+/** Which sentence of a text matters most when not all of it fits a notice. */
+export type Keep = 'last' | 'first';
+
 /**
  * "headline\nbody" within `max` characters: the first headline that fits, then all the
  * sentences, or the first and the last, or the last (what to do), or the first; a text too
- * long for any of these is cut.
+ * long for any of these is cut. With `keep = 'first'` (a summary whose first sentence says
+ * what happened and who did it, its last only a remark): all, else the first sentence, with
+ * a headline if one fits, else alone.
  */
 export function compose(
   headlines: ReadonlyArray<string>,
   body: ReadonlyArray<string>,
-  max: number = MAX_NOTICE_LENGTH
+  max: number = MAX_NOTICE_LENGTH,
+  keep: Keep = 'last'
 ): string {
   const heads = headlines.filter(h => h.length > 0);
   const choices: string[][] = [[...body]];
-  if (body.length > 2) {
-    choices.push([body[0], body[body.length - 1]]);
-  }
-  if (body.length > 1) {
-    choices.push([body[body.length - 1]], [body[0]]);
+  if (keep === 'first') {
+    if (body.length > 1) {
+      choices.push([body[0]]);
+    }
+  } else {
+    if (body.length > 2) {
+      choices.push([body[0], body[body.length - 1]]);
+    }
+    if (body.length > 1) {
+      choices.push([body[body.length - 1]], [body[0]]);
+    }
   }
   const join = (headline: string | null, choice: string[]): string =>
     [headline, choice.join(' ')].filter(Boolean).join('\n');
@@ -74,6 +86,9 @@ export function compose(
         return text;
       }
     }
+  }
+  if (keep === 'first' && body.length) {
+    return cut(body[0], max);
   }
   const last = heads[heads.length - 1];
   if (last) {

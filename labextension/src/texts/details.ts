@@ -4,7 +4,7 @@
  * evidence, and the key to the timeline's lines.
  */
 import { formatBytes } from '../format';
-import { ITermination } from '../model/types';
+import { ITermination, ITrigger } from '../model/types';
 import { ITextContext, ITrans } from './common';
 import { limitSourceText } from './status';
 
@@ -69,6 +69,61 @@ export function detailsFootnote(
     .join(' ');
 }
 
+/** The line a trigger crossed, in words ("its stop line, 540 MiB"), or ''. */
+function lineText(trigger: ITrigger, ctx: ITextContext): string {
+  const { trans, units } = ctx;
+  const size =
+    trigger.line_bytes !== null ? formatBytes(trigger.line_bytes, units) : null;
+  switch (trigger.line) {
+    case 'warn':
+      return size
+        ? trans.__('its warn line, %1', size)
+        : trans.__('its warn line');
+    case 'halt':
+      return size
+        ? trans.__('its stop line, %1', size)
+        : trans.__('its stop line');
+    case 'kill':
+      return size
+        ? trans.__('its kill line, %1', size)
+        : trans.__('its kill line');
+    default:
+      return size ?? '';
+  }
+}
+
+/**
+ * Why memguard acted, from the record's structured trigger, in plain words ("this server's
+ * memory was almost full (its stop line, 922 MiB)"); an unknown kind is shown as it is.
+ */
+export function triggerText(trigger: ITrigger, ctx: ITextContext): string {
+  const { trans } = ctx;
+  const line = lineText(trigger, ctx);
+  const at = line ? ` (${line})` : '';
+  switch (trigger.kind) {
+    case 'kernel_limit':
+      return trans.__('the kernel reached its own memory limit%1', at);
+    case 'budget':
+      return trans.__('this server’s memory was almost full%1', at);
+    case 'idle':
+      return trans.__('the kernel was idle for too long');
+    case 'idle_pressure':
+      return trans.__('memory was short and the kernel was idle');
+    case 'admin':
+      return trans.__(
+        'someone asked memguard to stop it (Memory panel or API)'
+      );
+    case 'outside':
+      return trans.__('memory outside the notebooks was short%1', at);
+    case 'gpu_pressure':
+      return trans.__('another notebook needed the GPU memory it held');
+    case 'jupyter_server_culler':
+      return trans.__('the Jupyter server’s idle culler');
+    default:
+      return `${trigger.kind}${at}`;
+  }
+}
+
 /** Evidence of a record, for its Details view: [label, value] pairs. */
 export function evidenceLines(
   t: ITermination,
@@ -89,18 +144,16 @@ export function evidenceLines(
     bytes === null ? null : formatBytes(bytes, units);
   add(trans.__('memguard found'), t.explanation);
   if (t.trigger) {
-    const line = t.trigger.line
-      ? ` (${t.trigger.line}${t.trigger.line_bytes !== null ? ` ${formatBytes(t.trigger.line_bytes, units)}` : ''})`
-      : '';
-    add(trans.__('Why memguard acted'), `${t.trigger.kind}${line}`);
+    add(trans.__('Why memguard acted'), triggerText(t.trigger, ctx));
   }
   add(trans.__('Ended by signal'), e.exit_signal);
   add(trans.__('Exit code'), e.exit_code === null ? null : String(e.exit_code));
   add(trans.__('Memory at the end'), size(e.last_rss_bytes));
   add(trans.__('Peak memory'), size(e.peak_rss_bytes));
   if (e.limit_bytes !== null) {
+    // "1 GiB · the container's memory limit" (the source may have parentheses of its own).
     const source = e.limit_source
-      ? ` (${limitSourceText(e.limit_source, trans)})`
+      ? ` · ${limitSourceText(e.limit_source, trans)}`
       : '';
     add(trans.__('Limit'), `${formatBytes(e.limit_bytes, units)}${source}`);
   }

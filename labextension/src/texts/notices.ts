@@ -162,8 +162,10 @@ export function noticeFor(
         !incident.dryRun && ctx.notebookOpen && incident.saved !== 'saved'
           ? [trans.__('Saving the notebook…')]
           : [];
+      // Why memguard acts (the headline), then what it does now: its last step, if any.
+      const now = incident.stepWords?.summary ?? w.summary;
       return {
-        message: compose(heads, [...sentences(w.summary), ...saving]),
+        message: compose(heads, [...sentences(now), ...saving]),
         type: typeOf(w.severity),
         autoClose: incident.dryRun ? 15000 : false,
         actions: ['panel'],
@@ -250,9 +252,12 @@ export function noticeFor(
     case 'pressure':
       return w
         ? {
+            // Who holds the memory (the first sentence) matters more than the headline.
             message: compose(
               w.headline ? [w.headline] : [],
-              sentences(w.summary)
+              sentences(w.summary),
+              MAX_NOTICE_LENGTH,
+              'first'
             ),
             type: typeOf(w.severity),
             autoClose: false,

@@ -9,7 +9,7 @@ import { VDomRenderer } from '@jupyterlab/ui-components';
 import { Widget } from '@lumino/widgets';
 import * as React from 'react';
 
-import { formatBytes } from '../format';
+import { formatBytes, keepFigures } from '../format';
 import { ICellRecord, ITermination } from '../model/types';
 import {
   badgeText,
@@ -71,10 +71,12 @@ function Story(props: {
       <div className="jp-memguard-details-meta">
         {[t.path ?? t.kernel_id.slice(0, 8), when].filter(Boolean).join(' · ')}
       </div>
-      <p className="jp-memguard-details-summary">{t.words.summary}</p>
+      <p className="jp-memguard-details-summary">
+        {keepFigures(t.words.summary)}
+      </p>
       {t.words.advice ? (
         <p className="jp-memguard-advice">
-          {trans.__('Advice: %1', t.words.advice)}
+          {keepFigures(trans.__('Advice: %1', t.words.advice))}
         </p>
       ) : null}
     </div>
@@ -191,9 +193,9 @@ export class DetailsView extends VDomRenderer<DetailsModel> {
           <p className="jp-memguard-details-summary">
             {trans.__(
               'The kernel uses %1.',
-              usageText(m.used_bytes, kernel.limit_bytes, ctx)
+              keepFigures(usageText(m.used_bytes, kernel.limit_bytes, ctx))
             )}{' '}
-            {linesText(kernel, model.memory.status?.settings, ctx)}
+            {keepFigures(linesText(kernel, model.memory.status?.settings, ctx))}
           </p>
         ) : !model.loaded ? (
           <p>{trans.__('Loading…')}</p>
@@ -263,7 +265,7 @@ export class DetailsView extends VDomRenderer<DetailsModel> {
           </div>
         )}
         <p className="jp-memguard-timeline-key">
-          {timelineLinesText(layout.lines, ctx)}
+          {keepFigures(timelineLinesText(layout.lines, ctx))}
           {above.length
             ? ` ${trans.__('(the chart is zoomed to the kernel’s memory; these lines are above it)')}`
             : ''}

@@ -8,6 +8,7 @@
 import { CodeCell } from '@jupyterlab/cells';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 
+import { wrapLines } from '../format';
 import { IIncident } from '../model/incidents';
 import { MemoryModel } from '../model/model';
 import { cellNote, cellNotePrefixes } from '../texts/cells';
@@ -17,6 +18,9 @@ import { CellIndex, notebooksOf, saveNotebooks } from './notebooks';
 function wait(ms: number): Promise<void> {
   return new Promise(resolve => setTimeout(resolve, ms));
 }
+
+/** The note's lines are at most this long: an output area breaks longer ones mid-word. */
+const NOTE_WIDTH = 88;
 
 /** How long a "memory back down" waits for the record of the interrupt (ms). */
 const RECORD_WAIT_MS = 3000;
@@ -46,12 +50,18 @@ export class HaltedCells {
       return;
     }
     const cells = new Map<NotebookPanel, CodeCell | null>(
-      panels.map(panel => [panel, this.index.markStopped(panel)])
+      panels.map(panel => [
+        panel,
+        this.index.markStopped(panel, incident.kernelId)
+      ])
     );
     this.model.patchIncident(incident.key, { saved: 'saving' });
     // Save the edits at once, then again once the note is in.
     await saveNotebooks(panels.filter(panel => panel.context.model.dirty));
     const kernelEnded = await this._outcome(incident.key);
+    if (!kernelEnded) {
+      panels.forEach(panel => this.index.unmarkStopped(panel));
+    }
     let marked = false;
     for (const cell of cells.values()) {
       if (!cell || cell.isDisposed) {
@@ -66,7 +76,7 @@ export class HaltedCells {
         cell.model.outputs.add({
           output_type: 'stream',
           name: 'stderr',
-          text: `${cellNote(latest, kernelEnded, this.trans)}\n`
+          text: `${wrapLines(cellNote(latest, kernelEnded, this.trans), NOTE_WIDTH)}\n`
         });
         marked = true;
       }

@@ -7,6 +7,7 @@
 import { Button } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
+import { keepFigures } from '../format';
 import { MemoryModel } from '../model/model';
 import { IKernel } from '../model/types';
 import { ITextContext } from '../texts/common';
@@ -156,16 +157,20 @@ export function KernelRow(props: {
       </div>
       <div className="jp-memguard-kernel-figures">
         {m
-          ? trans.__('Uses %1', usageText(used, kernel.limit_bytes, ctx))
+          ? keepFigures(
+              trans.__('Uses %1', usageText(used, kernel.limit_bytes, ctx))
+            )
           : trans.__(
               'Memory not available: %1',
               kernel.memory_unavailable_reason ?? trans.__('not measured yet')
             )}
       </div>
       <div className="jp-memguard-kernel-lines">
-        {linesText(kernel, model.status?.settings, ctx)}
+        {keepFigures(linesText(kernel, model.status?.settings, ctx))}
       </div>
-      <div className="jp-memguard-kernel-state">{facts.join(' · ')}</div>
+      <div className="jp-memguard-kernel-state">
+        {keepFigures(facts.join(' · '))}
+      </div>
       <MemoryChart
         history={model.history.get(kernel.id) ?? []}
         limit={kernel.limit_bytes}

@@ -112,9 +112,14 @@ export class CellIndex {
 
   /**
    * The index of the cell that was running when the kernel stopped (`running`: the record
-   * of the server's evidence), or -1 when it cannot be found.
+   * of the server's evidence; else the cell marked when memguard began to stop `kernelId`),
+   * or -1 when it cannot be found (the kernel ran nothing).
    */
-  failingIndex(panel: NotebookPanel, running: ICellRecord | null): number {
+  failingIndex(
+    panel: NotebookPanel,
+    running: ICellRecord | null,
+    kernelId: string | null
+  ): number {
     const widgets = panel.content.widgets;
     if (running) {
       const matched = this.match(panel, [running]);
@@ -123,14 +128,17 @@ export class CellIndex {
         return index;
       }
     }
-    const cell = this._stopped.get(panel) ?? null;
-    return cell && !cell.isDisposed ? widgets.indexOf(cell) : -1;
+    const mark = this._stopped.get(panel);
+    return mark && mark.kernelId === kernelId && !mark.cell.isDisposed
+      ? widgets.indexOf(mark.cell)
+      : -1;
   }
 
   /** The cells to run again after a stop: those above the failing one (null: none). */
   runRange(
     panel: NotebookPanel,
-    running: ICellRecord | null
+    running: ICellRecord | null,
+    kernelId: string | null
   ): IRunRange | null {
     const cells = panel.content.widgets.map(c => ({
       type: c.model.type,
@@ -140,16 +148,23 @@ export class CellIndex {
           ? (c as CodeCell).model.executionCount
           : null
     }));
-    return runRange(cells, this.failingIndex(panel, running));
+    return runRange(cells, this.failingIndex(panel, running, kernelId));
   }
 
-  /** Remember the cell running now in a notebook as the one a stop interrupted. */
-  markStopped(panel: NotebookPanel): CodeCell | null {
+  /** Remember the cell running now in a notebook as the one a stop of `kernelId` interrupted. */
+  markStopped(panel: NotebookPanel, kernelId: string | null): CodeCell | null {
     const cell = this.running(panel);
     if (cell) {
-      this._stopped.set(panel, cell);
+      this._stopped.set(panel, { cell, kernelId });
+    } else {
+      this._stopped.delete(panel);
     }
     return cell;
+  }
+
+  /** The kernel survived the stop: no cell of that notebook is one a later stop failed on. */
+  unmarkStopped(panel: NotebookPanel): void {
+    this._stopped.delete(panel);
   }
 
   private _remember(cell: Cell): void {
@@ -179,5 +194,8 @@ export class CellIndex {
 
   private _msgIds = new Map<string, string>();
   private _running = new WeakMap<NotebookPanel, string>();
-  private _stopped = new WeakMap<NotebookPanel, CodeCell>();
+  private _stopped = new WeakMap<
+    NotebookPanel,
+    { cell: CodeCell; kernelId: string | null }
+  >();
 }

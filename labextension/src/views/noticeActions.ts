@@ -112,7 +112,8 @@ export class NoticeActions {
         const range = panel
           ? (this.options.cells?.runRange(
               panel,
-              incident.termination?.evidence.running_cell ?? null
+              incident.termination?.evidence.running_cell ?? null,
+              incident.kernelId
             ) ?? null)
           : null;
         return {

@@ -8,6 +8,7 @@
 import { Notification } from '@jupyterlab/apputils';
 import { INotebookTracker } from '@jupyterlab/notebook';
 
+import { keepFigures } from '../format';
 import { IIncident } from '../model/incidents';
 import { MemoryModel } from '../model/model';
 import { IStorage, NoticeStore } from '../model/persist';
@@ -20,7 +21,7 @@ import { INotifier, NoticeRegistry } from './registry';
 /** JupyterLab's notifications, as the registry sees them. */
 export const jupyterNotifier: INotifier<Notification.IAction> = {
   emit: (view, actions) =>
-    Notification.emit(view.message, view.type, {
+    Notification.emit(keepFigures(view.message), view.type, {
       autoClose: view.autoClose,
       actions
     }),
@@ -28,7 +29,7 @@ export const jupyterNotifier: INotifier<Notification.IAction> = {
     Notification.manager.has(id) &&
     Notification.update({
       id,
-      message: view.message,
+      message: keepFigures(view.message),
       type: view.type,
       autoClose: view.autoClose,
       actions

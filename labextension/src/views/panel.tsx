@@ -10,6 +10,7 @@ import { Widget } from '@lumino/widgets';
 import * as React from 'react';
 
 import { errorText } from '../api';
+import { keepFigures } from '../format';
 import { terminationKey } from '../model/incidents';
 import { MemoryModel } from '../model/model';
 import { IKernel, ITermination } from '../model/types';
@@ -57,9 +58,13 @@ function Record(props: {
         {where}
         {t.ended_at ? ` · ${when(t)}` : ''}
       </div>
-      <p className="jp-memguard-termination-text">{t.words.summary}</p>
+      <p className="jp-memguard-termination-text">
+        {keepFigures(t.words.summary)}
+      </p>
       {t.words.advice ? (
-        <p className="jp-memguard-termination-advice">{t.words.advice}</p>
+        <p className="jp-memguard-termination-advice">
+          {keepFigures(t.words.advice)}
+        </p>
       ) : null}
       <Button
         className="jp-mod-styled jp-mod-reject jp-memguard-details-button"
@@ -153,10 +158,14 @@ export class MemoryPanel extends VDomRenderer<MemoryModel> {
           </div>
         ) : null}
         {model.budget ? (
-          <p className="jp-memguard-budget">{budgetText(model.budget, ctx)}</p>
+          <p className="jp-memguard-budget">
+            {keepFigures(budgetText(model.budget, ctx))}
+          </p>
         ) : null}
         <BreakdownSection model={model} ctx={ctx} />
-        {lines ? <p className="jp-memguard-explain">{lines}</p> : null}
+        {lines ? (
+          <p className="jp-memguard-explain">{keepFigures(lines)}</p>
+        ) : null}
         <h3 className="jp-memguard-section">{trans.__('Running kernels')}</h3>
         <div className="jp-memguard-kernels">
           {kernels.length ? (

@@ -8,7 +8,8 @@ import * as React from 'react';
 import { ISpan, ITimelineLayout } from './timeline';
 
 /** Pixels around the plot of the timeline (left: the y labels). */
-export const TIMELINE_MARGIN = { left: 64, right: 12, top: 10, gap: 8 };
+// The right margin holds half of the last time label ("00:12:55"), centred on its tick.
+export const TIMELINE_MARGIN = { left: 64, right: 30, top: 10, gap: 8 };
 /** Height of one lane of cell spans, and of the time axis under them. */
 export const LANE_HEIGHT = 20;
 const AXIS_HEIGHT = 22;

@@ -7,6 +7,7 @@
 import { VDomRenderer } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
+import { keepFigures } from '../format';
 import { basename } from '../texts/common';
 import {
   chartLineLabel,
@@ -45,8 +46,10 @@ export class MemoryTooltip extends VDomRenderer<StatusModel> {
             {words?.headline || trans.__('The kernel has stopped.')}
           </div>
           <p>
-            {words?.summary ||
-              trans.__('Restart the kernel to go on; its variables are lost.')}
+            {keepFigures(
+              words?.summary ||
+                trans.__('Restart the kernel to go on; its variables are lost.')
+            )}
           </p>
           {footer}
         </div>
@@ -70,12 +73,14 @@ export class MemoryTooltip extends VDomRenderer<StatusModel> {
       <div>
         <div className="jp-memguard-tooltip-title">{title}</div>
         <div className="jp-memguard-tooltip-lead">
-          {trans.__(
-            'The kernel uses %1',
-            usageText(m.used_bytes, kernel.limit_bytes, ctx)
+          {keepFigures(
+            trans.__(
+              'The kernel uses %1',
+              usageText(m.used_bytes, kernel.limit_bytes, ctx)
+            )
           )}
         </div>
-        <p>{linesText(kernel, memory.status?.settings, ctx)}</p>
+        <p>{keepFigures(linesText(kernel, memory.status?.settings, ctx))}</p>
         <p>
           {trans.__(
             'Its limit is %1.',
@@ -96,7 +101,9 @@ export class MemoryTooltip extends VDomRenderer<StatusModel> {
           )}
         />
         {facts.length ? (
-          <div className="jp-memguard-tooltip-facts">{facts.join(' · ')}</div>
+          <div className="jp-memguard-tooltip-facts">
+            {keepFigures(facts.join(' · '))}
+          </div>
         ) : null}
         {gpu
           ? gpu.lines.map(line => (
