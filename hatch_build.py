@@ -58,10 +58,7 @@ class NodeCheckHook(BuildHookInterface):
     PLUGIN_NAME = "custom"
 
     def initialize(self, version: str, build_data: dict[str, Any]) -> None:
-        if self.target_name not in ("wheel", "sdist"):
-            return
-        self.place_install_json()
-        if os.getenv("SKIP_JUPYTER_BUILDER"):
+        if self.target_name not in ("wheel", "sdist") or os.getenv("SKIP_JUPYTER_BUILDER"):
             return
         if version == "standard" and (Path(self.root) / BUILT).is_file():
             return  # the built extension is there: nothing to build
@@ -73,16 +70,3 @@ class NodeCheckHook(BuildHookInterface):
                 "instead (pip install jupyter_memguard-<version>-py3-none-any.whl; "
                 "python -m build makes one on a machine with Node.js)."
             )
-
-    def place_install_json(self) -> None:
-        """Put install.json (how `jupyter labextension list` names our Python package) in the
-        built extension's folder, so the wheel's shared data has one source for that folder.
-
-        Mapping the file on its own as well made a second `pip install -e .` fail: the
-        editable build leaves a copy in the folder, and the wheel then got the path twice."""
-        source = Path(self.root) / "install.json"
-        target = Path(self.root) / BUILT.parent.parent / "install.json"
-        content = source.read_bytes()
-        if not target.is_file() or target.read_bytes() != content:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(content)
