@@ -108,7 +108,7 @@ def test_environment_is_given_back(user_path: str | None, expected: str | None) 
         "import jupyter_memguard_agent as a\n"
         "found = a._take_environment()\n"
         "print(json.dumps([found, os.environ.get('PYTHONPATH'),"
-        " [k for k in os.environ if 'MEMGUARD' in k],"
+        " [k for k in os.environ if k.startswith('JUPYTER_MEMGUARD')],"
         f" {str(provisioner.AGENT_DIR)!r} in sys.path]))\n"
     )
     out = subprocess.run(

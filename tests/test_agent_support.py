@@ -120,6 +120,10 @@ class AgentKernel:
         )
 
     def submit(self, code: str, **kwargs: Any) -> str:
+        """Send a cell without waiting. Its error (most are interrupted) does not make
+        ipykernel abort the requests that follow: under load the next one can arrive while it
+        still aborts, and its reply is then "aborted"."""
+        kwargs.setdefault("stop_on_error", False)
         return self.client.execute(code, **kwargs)
 
     async def started(self, msg_id: str) -> CellStarted:
