@@ -141,6 +141,8 @@ class Lifecycle:
         self._deaths: dict[str, float] = {}  # kernel id → when its process died (monotonic)
         self._finished: set[str] = set()  # a final Died was published: only Gone may follow
         self._culling: set[str] = set()  # jupyter_server's culler is shutting these down
+        self._restarting: set[str] = set()  # a watched restart_kernel call is under way
+        self._emits = False  # the manager's kernels emit kernel_actions (set at start)
         self._stopping = False
         self._event_logger: Any = None
 
@@ -175,7 +177,8 @@ class Lifecycle:
         if event_logger is not None:
             event_logger.add_listener(schema_id=KERNEL_ACTIONS, listener=self._on_kernel_action)
         self._watch_culler()
-        if not self._emits_kernel_actions():
+        self._emits = self._emits_kernel_actions()
+        if not self._emits:
             self._watch_requests()
         for kernel_id in kernel_ids(self.km):
             self._started(kernel_id, before_memguard=True)
@@ -267,7 +270,26 @@ class Lifecycle:
                 life, pid=pid, pgid=kernel_pgid(kernel), pid_start_ticks=_start_ticks(pid)
             )  # the process became known after the start event
         elif pid is not None and pid != life.pid:
-            self._restarted(kernel_id, kernel, "unknown")
+            by = self._restart_seen_late(kernel_id)
+            if by is not None:
+                self._restarted(kernel_id, kernel, by)
+
+    def _restart_seen_late(self, kernel_id: str) -> str | None:
+        """Who replaced a kernel's process that a reconcile found changed, or None to wait
+        for jupyter_server's own word.
+
+        After a death it is the restarter (its kernel_actions event may still be on its way,
+        or never heard: the server is stopping). A watched restart call under way is a
+        request. Otherwise, where the manager emits kernel_actions, its "restart" event says
+        it (a restart emits it once done): nothing is claimed before. Without events and
+        without a call seen, who did it is not known, and the record says so."""
+        died_at = self._deaths.get(kernel_id)
+        if died_at is not None and time.monotonic() - died_at < AUTO_RESTART_WINDOW_S:
+            self._deaths.pop(kernel_id, None)
+            return "restarter"
+        if kernel_id in self._restarting:
+            return "request"
+        return None if self._emits else "unknown"
 
     def _restarted(self, kernel_id: str, kernel: ServerKernel, by: str) -> None:
         previous = self._lives.get(kernel_id)
@@ -335,6 +357,9 @@ class Lifecycle:
             if kernel is None:
                 return
             died_at = self._deaths.pop(kernel_id, None)
+            life = self._lives.get(kernel_id)
+            if life is not None and life.generation > 0 and kernel_pid(kernel) == life.pid:
+                return  # a reconcile saw this process after a death: the restarter's, told
             recent = died_at is not None and time.monotonic() - died_at < AUTO_RESTART_WINDOW_S
             self._restarted(kernel_id, kernel, "restarter" if recent else "request")
         elif action == "shutdown":
@@ -369,9 +394,17 @@ class Lifecycle:
                 return
 
             async def call(*args: Any, **kwargs: Any) -> Any:
-                result = original(*args, **kwargs)
-                if hasattr(result, "__await__"):
-                    result = await result
+                asked = kwargs.get("kernel_id") or (args[0] if args else None)
+                restarting = name == "restart_kernel" and isinstance(asked, str)
+                if restarting:
+                    self._restarting.add(asked)
+                try:
+                    result = original(*args, **kwargs)
+                    if hasattr(result, "__await__"):
+                        result = await result
+                finally:
+                    if restarting:
+                        self._restarting.discard(asked)
                 kernel_id = kwargs.get("kernel_id") or (args[0] if args else result)
                 if isinstance(kernel_id, str) and not self._stopping:
                     after(kernel_id if name != "start_kernel" else str(result))
@@ -382,6 +415,9 @@ class Lifecycle:
 
         def restarted(kernel_id: str) -> None:
             kernel = find_kernel(self.km, kernel_id)
+            life = self._lives.get(kernel_id)
+            if life is not None and kernel is not None and kernel_pid(kernel) == life.pid:
+                return  # a reconcile during the call saw the new process, as a request
             if kernel is not None:
                 self._restarted(kernel_id, kernel, "request")
 

@@ -55,6 +55,34 @@ async def test_kernel_killed_right_after_start_is_recorded(jp_fetch, memguard, j
     await jp_fetch("api", "kernels", kernel_id, method="DELETE")
 
 
+async def test_auto_restart_seen_by_a_reconcile_is_not_a_request(jp_fetch, memguard, jp_serverapp):
+    """The restarter's new process found by a reconcile before jupyter_server's "restart"
+    event (a tick, or the server's stop): the death is recorded, and no "restarted on
+    request" is made up for it (it was, when the server stopped right after a kill)."""
+    kernel_id = await start_raw(jp_fetch)
+    kernel = jp_serverapp.kernel_manager.get_kernel(kernel_id)
+    await wait_for(lambda: asyncio.sleep(0, kernel.provisioner.pid is not None), 30)
+    await asyncio.sleep(0.5)
+    pid = kernel.provisioner.pid
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while kernel.provisioner.pid in (None, pid) and time.monotonic() < deadline:
+        await asyncio.sleep(0.005)
+    memguard.lifecycle.reconcile()  # at once: before the restart's event is heard
+    assert memguard.lifecycle.life(kernel_id).pid == kernel.provisioner.pid
+    await asyncio.sleep(2)  # the "restart" event, and any record it would make
+    await jp_fetch("api", "kernels", kernel_id, method="DELETE")
+    await wait_for(lambda: _two(jp_fetch, kernel_id), timeout=20, step=0.2)
+    await asyncio.sleep(0.5)  # a third would be written by now
+    records = await terminations(jp_fetch, kernel_id)
+    assert [r["verdict"] for r in records] == ["user_shutdown", "killed_externally"], records
+
+
+async def _two(jp_fetch: Any, kernel_id: str) -> list[dict[str, Any]] | None:
+    records = await terminations(jp_fetch, kernel_id)
+    return records if len(records) >= 2 else None
+
+
 @pytest.fixture
 def failing_kernelspec(jp_kernel_dir: Any) -> str:
     """A kernelspec whose process writes to stderr and exits with code 1 at once."""

@@ -182,7 +182,10 @@ class Deaths:
             self.facts[kernel_id] = KernelFacts(event.life, path=previous.path)
             if event.by != "restarter":  # after a death, that death was recorded already
                 cells = self._cells_at_end(kernel_id, died=False)
-                self._spawn(self._record_through_manager(previous, "restart", cells))
+                # Only a restart seen asked for is "on request"; one seen late, by nobody
+                # known, is recorded as not known.
+                action = "restart" if event.by == "request" else None
+                self._spawn(self._record_through_manager(previous, action, cells))
         elif isinstance(event, Died):
             facts = self.facts.get(kernel_id) or KernelFacts(event.life)
             facts.life = event.life  # the process that died
