@@ -145,6 +145,15 @@ def test_tree_walker_rewalks_only_trees_that_may_have_changed(tmp_path: Path):
     shutil.rmtree(tmp_path / "100")
     fake_process(tmp_path, 100, 1, utime=7, threads={100: [200, 300]})
     assert sorted(walker.trees([100], now=1.0)[100]) == [100, 200, 300]
+    # The parent faulted pages, in less than a clock tick of CPU (a fork): walked again.
+    (tmp_path / "100" / "task" / "100" / "children").write_text("200 300 400 ")
+    fake_process(tmp_path, 400, 100)
+    assert walker.trees([100], now=1.1) == {100: (100, 200, 300)}  # unchanged: reused
+    shutil.rmtree(tmp_path / "100")
+    fake_process(tmp_path, 100, 1, utime=7, minflt=5, threads={100: [200, 300, 400]})
+    assert sorted(walker.trees([100], now=1.2)[100]) == [100, 200, 300, 400]
+    shutil.rmtree(tmp_path / "400")
+    (tmp_path / "100" / "task" / "100" / "children").write_text("200 300 ")
     # A process of the tree ended: walked again.
     shutil.rmtree(tmp_path / "300")
     (tmp_path / "100" / "task" / "100" / "children").write_text("200 ")

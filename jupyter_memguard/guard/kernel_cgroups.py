@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 
 from ..lifecycle import Gone, LifecycleEvent
@@ -31,6 +32,8 @@ from ..units import human_bytes
 PREFIX = "memguard-kernel-"
 LIMIT_STEP = 16 * 2**20  # a kernel's cgroup limit is rewritten only when it moves this much,
 LIMIT_STEP_FRACTION = 0.02  # ... or this fraction of it, whichever is larger
+USAGE_REREAD_S = 10.0  # memory.stat is re-read at least this often, changed or not
+USAGE_REUSE_BELOW = 0.5  # ... and every time above this fraction of the kernel's own limit
 V2_BRAKE = 0.97  # cgroup v2: memory.high at this fraction of memory.max slows a runaway first
 
 
@@ -61,6 +64,8 @@ class KernelCgroups:
         self._members: dict[str, int] = {}  # kernel id → the pid moved there last
         self._limits: dict[str, int] = {}  # kernel id → the limit written last
         self._shmem: dict[str, int] = {}  # kernel id → shared memory at its last usage read
+        # kernel id → (the cgroup's charge counter, when, the usage) at its last memory.stat
+        self._usage: dict[str, tuple[int, float, int]] = {}
         self.version = 1
         self._leftover: set[Path] = set()  # cgroups to remove once their processes are gone
         self.parent = (
@@ -154,11 +159,29 @@ class KernelCgroups:
             return None
         return kills, hits
 
-    def usage(self, kernel_id: str) -> int | None:
-        """The kernel's anonymous and shared memory, each page once (worker thread)."""
+    def usage(self, kernel_id: str, now: float | None = None) -> int | None:
+        """The kernel's anonymous and shared memory, each page once (worker thread).
+
+        ``memory.stat`` is the costly read of a tick (the kernel formats some 40 counters, on
+        v1 with hierarchy totals); the cgroup's charge counter (one number) says whether
+        anything was charged or freed since the last one, so an idle kernel costs that small
+        read. It is read anyway every USAGE_REREAD_S, and always near the cgroup's own limit:
+        there the charge can stay put while reclaim turns memory into page cache and back."""
         directory = self._dirs.get(kernel_id)
         if directory is None:
             return None
+        now = time.monotonic() if now is None else now
+        counter = _charge_counter(directory, self.version)
+        last = self._usage.get(kernel_id)
+        limit = self._limits.get(kernel_id)
+        if (
+            counter is not None
+            and last is not None
+            and last[0] == counter
+            and now - last[1] < USAGE_REREAD_S
+            and (limit is None or counter < USAGE_REUSE_BELOW * limit)
+        ):
+            return last[2]
         try:
             stat = pick((directory / "memory.stat").read_text(), "total_rss", "total_shmem")
         except OSError:
@@ -166,7 +189,10 @@ class KernelCgroups:
         if "total_rss" not in stat:
             return None
         self._shmem[kernel_id] = stat.get("total_shmem", 0)
-        return stat["total_rss"] + stat.get("total_shmem", 0)
+        usage = stat["total_rss"] + stat.get("total_shmem", 0)
+        if counter is not None:
+            self._usage[kernel_id] = (counter, now, usage)
+        return usage
 
     def shmem_of(self, kernel_id: str) -> int:
         """The shared memory in the kernel's last ``usage`` (for the budget's breakdown)."""
@@ -187,6 +213,7 @@ class KernelCgroups:
             self._members.pop(kernel_id, None)
             self._limits.pop(kernel_id, None)
             self._shmem.pop(kernel_id, None)
+            self._usage.pop(kernel_id, None)
             if directory is not None:
                 self._leftover.add(directory)
             for leftover in list(self._leftover):
@@ -220,3 +247,14 @@ class KernelCgroups:
                 except OSError:
                     pass  # it ended meanwhile
         self.release("")
+
+
+def _charge_counter(directory: Path, version: int) -> int | None:
+    """The cgroup's charged bytes (memory.usage_in_bytes, or memory.current): one number
+    that moves with any charge or uncharge, page cache included."""
+    name = "memory.usage_in_bytes" if version == 1 else "memory.current"
+    try:
+        with open(directory / name, "rb") as handle:
+            return int(handle.read())
+    except (OSError, ValueError):
+        return None

@@ -141,8 +141,11 @@ class History:
     size: int = 120
     samples: deque[tuple[float, int]] = field(default_factory=deque)
     peak_bytes: int = 0
+    changed_at: float | None = None  # when the figure last differed from the one before
 
     def add(self, when: float, rss: int) -> None:
+        if not self.samples or self.samples[-1][1] != rss:
+            self.changed_at = when
         self.samples.append((when, rss))
         while len(self.samples) > self.size:
             self.samples.popleft()
@@ -150,6 +153,8 @@ class History:
 
     def growth_rate(self, window_s: float, now: float) -> float:
         """Bytes per second over the last ``window_s`` seconds (least-squares slope)."""
+        if self.changed_at is not None and now - self.changed_at > window_s:
+            return 0.0  # one figure all through the window (an idle kernel): flat
         recent = [(t, r) for t, r in self.samples if now - t <= window_s]
         if len(recent) < 2:
             return 0.0

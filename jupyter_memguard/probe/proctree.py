@@ -197,25 +197,28 @@ class TreeWalker:
     threads), which made the walk the largest cost of a tick. A process that ran no code since
     the last walk cannot have forked, and one that ended changes the tree: so a tree is reused
     while each of its processes shows the same start time, CPU time and RSS in ``stat`` (one
-    read each). CPU time is counted in clock ticks, so a fork that takes less than a tick might
-    not show: a tree is also re-walked at least every ``max_age_s``, and whenever the caller
-    says it must be (a busy kernel).
+    read each), and the same count of minor page faults: CPU time is counted in clock ticks, so
+    a fork shorter than a tick might not show in it, but a forked process faults on its first
+    writes to pages it now shares copy-on-write. A tree is also re-walked at least every
+    ``max_age_s``, and whenever the caller says it must be (a busy kernel).
     """
 
-    def __init__(self, proc: Path = PROC, max_age_s: float = 10.0) -> None:
+    def __init__(self, proc: Path = PROC, max_age_s: float = 30.0) -> None:
         self.proc = proc
         self.max_age_s = max_age_s
-        self._known: dict[int, tuple[float, tuple[int, ...], tuple[tuple[int, int, int], ...]]] = {}
+        self._known: dict[int, tuple[float, tuple[int, ...], tuple[tuple[int, ...], ...]]] = {}
         self.rss: dict[int, int] = {}  # RSS (bytes) of each process read by the last call
         self.unchanged: set[int] = set()  # roots whose tree ran no code since the last call
 
-    def _signature(self, pids: Iterable[int]) -> tuple[tuple[int, int, int], ...] | None:
+    def _signature(self, pids: Iterable[int]) -> tuple[tuple[int, ...], ...] | None:
         signature = []
         for pid in pids:
             fields = read_stat(pid, self.proc)
             if fields is None:
                 return None  # a process ended: the tree changed
-            signature.append((fields.start_ticks, fields.cpu_ticks, fields.rss_pages))
+            signature.append(
+                (fields.start_ticks, fields.cpu_ticks, fields.rss_pages, fields.minflt)
+            )
             self.rss[pid] = fields.rss_pages * PAGE_SIZE
         return tuple(signature)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import get_args
+from typing import Any, get_args
 
 from prometheus_client import Counter, Gauge
 
@@ -57,6 +57,9 @@ class MetricsUpdater:
 
     def __init__(self) -> None:
         self._labels: set[tuple[str, str]] = set()
+        # Each kernel's series, looked up once (``labels()`` takes the metric's lock and
+        # builds a key each time: it was most of this copy's cost at every tick).
+        self._series: dict[tuple[str, str], tuple[Any, ...]] = {}
 
     def on_tick(self, tick: Tick) -> None:
         current: set[tuple[str, str]] = set()
@@ -67,11 +70,17 @@ class MetricsUpdater:
                 continue
             labels = (kernel_id, state.name)
             current.add(labels)
-            KERNEL_RSS.labels(*labels).set(state.memory.rss_bytes)
-            KERNEL_USED.labels(*labels).set(state.memory.decision_bytes)
-            KERNEL_PEAK.labels(*labels).set(state.peak_bytes)
-            KERNEL_GPU.labels(*labels).set(state.gpu["used_bytes"] if state.gpu else 0)
+            series = self._series.get(labels)
+            if series is None:
+                gauges = (KERNEL_RSS, KERNEL_USED, KERNEL_PEAK, KERNEL_GPU)
+                series = self._series[labels] = tuple(g.labels(*labels) for g in gauges)
+            rss, used, peak, gpu = series
+            rss.set(state.memory.rss_bytes)
+            used.set(state.memory.decision_bytes)
+            peak.set(state.peak_bytes)
+            gpu.set(state.gpu["used_bytes"] if state.gpu else 0)
         for labels in self._labels - current:
+            self._series.pop(labels, None)
             for gauge in (KERNEL_RSS, KERNEL_USED, KERNEL_PEAK, KERNEL_GPU):
                 try:
                     gauge.remove(*labels)
