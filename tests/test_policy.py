@@ -605,7 +605,9 @@ def test_containment_limit_is_the_kill_line_within_what_the_budget_leaves():
     assert containment_limit(alone, full, config) == 100 * MiB + 64 * MiB
 
 
-def _after_interrupt(usage: int, agent, budget_usage: int | None = None, **config):
+def _after_interrupt(
+    usage: int, agent, budget_usage: int | None = None, state_now: str = "idle", **config
+):
     """The actions of the tick after memguard's interrupt, with what the agent reported."""
     from jupyter_memguard.models import AgentView
 
@@ -614,7 +616,9 @@ def _after_interrupt(usage: int, agent, budget_usage: int | None = None, **confi
     state = decide(snap(0, running), s, PolicyState())[1]
     assert state.kernels["k"].stage == "interrupted"
     views = {"ended": AgentView(False, 0.5, "halted", usage), "running": AgentView(True)}
-    after = replace(kernel(rss=usage), agent=views[agent] if agent else None)
+    after = replace(
+        kernel(rss=usage), agent=views[agent] if agent else None, execution_state=state_now
+    )
     total = budget_usage if budget_usage is not None else usage
     actions, state = decide(snap(0.6, after, usage=total), s, state)
     return [a.kind for a in actions], state.kernels["k"].stage
@@ -632,6 +636,12 @@ def test_after_the_interrupt_a_kernel_under_its_kill_line_is_kept_when_the_serve
     # No agent, or the cell not ended yet: the grace is waited out, as before.
     assert _after_interrupt(930 * MB, None) == ([], "interrupted")
     assert _after_interrupt(930 * MB, "running") == ([], "interrupted")
+    # The agent reported the end, but the kernel's own messages (the traceback, then idle)
+    # have not reached jupyter_server yet: nothing is decided, so no shutdown cuts them off.
+    assert _after_interrupt(930 * MB, "ended", BIG_BUDGET, state_now="busy") == (
+        [],
+        "interrupted",
+    )
 
 
 def test_a_kept_kernel_is_interrupted_again_only_by_a_new_cell():

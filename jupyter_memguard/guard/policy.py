@@ -226,12 +226,19 @@ def _outcome(
     """After memguard's interrupt, once the kernel's agent reports the cell ended: keep the
     kernel (with its variables) when it runs nothing, is under its kill line, and the shared
     budget keeps its headroom (a per-kernel limit smaller than the budget: the quota was hit,
-    not the machine's memory); else stop it at once. None: no agent, or the cell runs on."""
+    not the machine's memory); else stop it at once. None: no agent, or the cell runs on.
+
+    The agent's word comes straight from the cell's end, ahead of the kernel's own messages:
+    nothing is decided until jupyter_server has heard the kernel go idle too, so the cell's
+    traceback (MemoryLimitInterrupt) has reached the notebook before a shutdown could cut it
+    off (interrupt_grace still bounds the wait)."""
     agent = kernel.agent
     if guard.stage != "interrupted" or agent is None or agent.running:
         return None
     if agent.last_end_at is None or agent.last_end_at < guard.stage_since - CLOCK_SLACK_S:
         return None  # the interrupted cell has not reported its end
+    if kernel.execution_state == "busy":
+        return None  # its iopub messages (the traceback, then idle) are still on their way
     s, budget = d.settings, d.tick.budget
     usage = kernel.usage_bytes or 0
     roomy = (
