@@ -193,6 +193,12 @@ class _Kernel:
     def __post_init__(self) -> None:
         self.done = deque(maxlen=self.keep)
 
+    def begin(self, live: _Live) -> None:
+        """A cell under way; the oldest goes when MAX_LIVE are (replies that never came)."""
+        while len(self.live) >= MAX_LIVE:
+            self.live.pop(next(iter(self.live)))
+        self.live[live.msg_id] = live
+
 
 class CellTracker:
     """Keeps the last ``keep`` cell records of each kernel, in memory."""
@@ -236,17 +242,17 @@ class CellTracker:
         with self._lock:
             kernel = self._kernel(kernel_id)
             hwm = pid is not None and kernel.reset_pid == pid
-            while len(kernel.live) >= MAX_LIVE:
-                kernel.live.pop(next(iter(kernel.live)))
-            kernel.live[msg_id] = _Live(
-                msg_id,
-                now,
-                pid,
-                before,
-                hwm,
-                seen_peak=before or 0,
-                overlapped=neighbour is not None,
-                neighbour=neighbour or None,  # "" (a silent execution's end): nothing to mark
+            kernel.begin(
+                _Live(
+                    msg_id,
+                    now,
+                    pid,
+                    before,
+                    hwm,
+                    seen_peak=before or 0,
+                    overlapped=neighbour is not None,
+                    neighbour=neighbour or None,  # "" (a silent execution's end): none
+                )
             )
 
     def on_execute_input(
@@ -371,20 +377,20 @@ class CellTracker:
         head, first = code_head(code) if self.record_code else ("", "")
         with self._lock:
             kernel = self._kernel(kernel_id)
-            while len(kernel.live) >= MAX_LIVE:
-                kernel.live.pop(next(iter(kernel.live)))
-            kernel.live[msg_id] = _Live(
-                msg_id,
-                at,
-                pid,
-                before,
-                hwm=True,
-                seen_peak=before or 0,
-                has_input=True,
-                execution_count=execution_count,
-                code=head,
-                first_line=first,
-                source="agent",
+            kernel.begin(
+                _Live(
+                    msg_id,
+                    at,
+                    pid,
+                    before,
+                    hwm=True,
+                    seen_peak=before or 0,
+                    has_input=True,
+                    execution_count=execution_count,
+                    code=head,
+                    first_line=first,
+                    source="agent",
+                )
             )
             kernel.reset_pid = pid  # the agent's reset: VmHWM is this cell's own from here
 
