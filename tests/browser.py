@@ -17,7 +17,6 @@ import secrets
 import shutil
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -335,16 +334,15 @@ class Page:
         return self.page.wait_for_function(script, arg=arg, timeout=timeout * 1000).json_value()
 
     def wait(self, probe: Any, timeout: float, what: str, step_ms: int = 250) -> Any:
-        """Like servers.wait_for, but the page's own work (route handlers) goes on meanwhile:
-        Playwright's sync API only runs them while it is called."""
-        deadline = time.monotonic() + timeout
-        last: Any = None
-        while time.monotonic() < deadline:
-            last = probe()
-            if last:
-                return last
-            self.page.wait_for_timeout(step_ms)
-        raise AssertionError(f"{what}: not within {timeout:.0f} s (last: {last!r})")
+        """servers.wait_for, sleeping in the page, so that its own work (route handlers) goes
+        on meanwhile: Playwright's sync API only runs them while it is called."""
+        return wait_for(
+            probe,
+            timeout,
+            what,
+            step_ms / 1000,
+            sleep=lambda seconds: self.page.wait_for_timeout(seconds * 1000),
+        )
 
     def status(self) -> str:
         return self.page.locator(".jp-memguard-status").inner_text().strip()

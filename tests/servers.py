@@ -28,7 +28,13 @@ def free_port() -> int:
 T = TypeVar("T")
 
 
-def wait_for(probe: Callable[[], T | None], timeout: float, what: str, step: float = 0.25) -> T:
+def wait_for(
+    probe: Callable[[], T | None],
+    timeout: float,
+    what: str,
+    step: float = 0.25,
+    sleep: Callable[[float], Any] = time.sleep,
+) -> T:
     """Poll ``probe`` until it returns something truthy; fail naming ``what``."""
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -36,7 +42,7 @@ def wait_for(probe: Callable[[], T | None], timeout: float, what: str, step: flo
         last = probe()
         if last:
             return last
-        time.sleep(step)
+        sleep(step)
     raise AssertionError(f"{what}: not within {timeout:.0f} s (last: {last!r})")
 
 
