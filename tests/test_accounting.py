@@ -93,6 +93,54 @@ class TestForkedWorkers:
         assert record["evidence"]["last_rss_bytes"] >= 1.5 * 2**30
 
 
+UNSEEN_WORKER = """
+import os
+held = bytearray(b'\\x01') * (550 * 2**20)  # under the warn line; shared with the worker
+pid = os.fork()
+if pid == 0:  # past the kernel's cgroup limit in a fraction of a second
+    own = bytearray(b'\\x02') * (600 * 2**20)
+    os._exit(0)
+_, status = os.waitpid(pid, 0)
+assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == 9, status  # the OOM killer's
+"""
+
+
+@pytest.mark.skipif(
+    cgroups.unavailable_reason() is not None or not os.access("/dev/kmsg", os.R_OK),
+    reason=f"needs a memory cgroup and the kernel log: {cgroups.unavailable_reason() or 'no /dev/kmsg'}",
+)
+class TestWorkerKilledBetweenTicks:
+    """A worker forked and OOM-killed in its kernel's cgroup before any tick sampled it."""
+
+    @pytest.fixture
+    def memguard_config(self) -> dict[str, Any]:
+        # Ticks 3 s apart (the adaptive interval assumes slow growth): the worker lives a
+        # fraction of a second, so it is almost never sampled.
+        return {
+            **FAST_HALT,
+            "poll_interval": 3.0,
+            "max_growth_rate": "10MiB",
+            "kernel_memory_limit": "1G",
+        }
+
+    async def test_it_is_charged_to_its_kernel_by_its_cgroup(
+        self, jp_fetch, memguard, start_kernel
+    ):
+        kernel = await start_kernel()
+        await wait_for(lambda: _figure_is_exact(jp_fetch, kernel.id, "cgroup"), timeout=20)
+        reply = await kernel.run(UNSEEN_WORKER)
+        assert reply["content"]["status"] == "ok", reply["content"]
+
+        async def recorded() -> list[dict[str, Any]]:
+            data = await get_json(jp_fetch, "terminations", kernel_id=kernel.id)
+            return data["terminations"]
+
+        record = (await wait_for(recorded, timeout=20))[0]
+        assert record["verdict"] == "child_oom_killed", record
+        assert record["evidence"]["contained"] is True, record
+        assert (await kernel.run("print('alive')"))["content"]["status"] == "ok"
+
+
 class TestForkedWorkersMeasuredByPss(TestForkedWorkers):
     """Where kernels cannot have cgroups of their own: PSS summed over the tree."""
 

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from ..guard.policy import kernel_limit
 from ..lifecycle import Died, Gone, KernelLife, LifecycleEvent, Restarted, Started
-from ..models import Budget, KernelState, Tick, Trigger
+from ..models import Budget, KernelState, OomKill, Tick, Trigger
 from ..probe.cells import CellTracker
 from ..probe.gpu_oom import GpuOomError, parse_gpu_oom
 from ..settings import MemGuardSettings
@@ -222,7 +222,7 @@ class Deaths:
         """A child process of a kernel OOM-killed while the kernel itself lives on."""
         try:
             for _record, oom in await self.kernel_log.read():
-                owner = self._owner_of(oom.pid)
+                owner = self._owner_of(oom)
                 if owner is None or owner.life.pid == oom.pid or oom.pid in self._recorded_pids:
                     continue
                 self._recorded_pids.add(oom.pid)  # one record per kill, though two lines name it
@@ -244,9 +244,18 @@ class Deaths:
         finally:
             self._kmsg_busy = False
 
-    def _owner_of(self, pid: int) -> KernelFacts | None:
+    def _owner_of(self, oom: OomKill) -> KernelFacts | None:
+        """The kernel whose process the OOM killer ended: by its pid as last sampled, or by the
+        victim's cgroup when that is the kernel's own (a worker forked and killed between two
+        ticks was never sampled, but its cgroup holds nothing but the kernel's processes)."""
         for facts in self.facts.values():
-            if pid == facts.life.pid or pid in facts.pids:
+            if oom.pid == facts.life.pid or oom.pid in facts.pids:
+                return facts
+        if oom.memcg is None or self.containment is None:
+            return None
+        for facts in self.facts.values():
+            path = self.containment.path_of(facts.kernel_id)
+            if path is not None and path.endswith(oom.memcg):
                 return facts
         return None
 

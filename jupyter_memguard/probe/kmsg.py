@@ -47,7 +47,7 @@ def parse_oom_line(line: str) -> OomKill | None:
             anon_rss_bytes=None,
             total_vm_bytes=None,
             constraint=fields.get("constraint"),
-            memcg=fields.get("task_memcg") or fields.get("oom_memcg"),
+            memcg=fields.get("task_memcg"),
             raw=text,
             oom_memcg=fields.get("oom_memcg"),
         )
