@@ -620,3 +620,29 @@ def test_nohup_escape_is_found_through_the_session(kernel: Kernel):
         assert not set(escaped["k"]) & set(tree)
     finally:
         kill_all([sleeper])
+
+
+def test_a_kept_stat_file_reads_fresh_and_ends_with_its_process():
+    from jupyter_memguard.probe.kept_files import KeptFiles
+
+    burner = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time\nt = time.time()\nwhile time.time() - t < 0.5: pass\ntime.sleep(60)",
+        ]
+    )
+    files = KeptFiles()
+    path = f"/proc/{burner.pid}/stat"
+    try:
+        first = parse_stat(files.read(path) or b"")
+        time.sleep(0.6)
+        later = parse_stat(files.read(path) or b"")
+        assert first is not None and later is not None and len(files) == 1
+        assert later.cpu_ticks > first.cpu_ticks  # formatted afresh at each read
+    finally:
+        burner.kill()
+        burner.wait()
+    assert files.read(path) is None and len(files) == 0  # reaped: never a later process
+    files.close()
+    assert files.read(f"/proc/{os.getpid()}/stat") is not None and len(files) == 0
