@@ -189,3 +189,41 @@ def test_a_kernels_own_cgroup_is_limited_at_its_kill_line(tmp_path):
     assert cgroups.set_limit("k", 700 * 2**20) and limit.read_text() == str(700 * 2**20)
     assert cgroups.limit_of("k") == 700 * 2**20
     assert cgroups.set_limit("other", 2**30) is False  # no cgroup of its own
+
+
+def test_kernel_cgroups_left_by_a_dead_server_are_removed_at_start():
+    """Real v1 cgroups: a server SIGKILLed leaves its kernels' cgroups behind."""
+    import logging
+    import os
+    import subprocess
+    import time
+
+    from jupyter_memguard.guard.kernel_cgroups import PREFIX, KernelCgroups
+
+    from . import cgroups
+
+    if cgroups.unavailable_reason() is not None or cgroups._v2_root() is not None:
+        pytest.skip(f"needs a v1 memory hierarchy: {cgroups.unavailable_reason() or 'v2 here'}")
+    with cgroups.memory_cgroup(2**30) as server:
+        old_empty, old_busy, fresh = (server.path / f"{PREFIX}{n}" for n in ("a", "b", "c"))
+        for directory in (old_empty, old_busy, fresh):
+            directory.mkdir()
+        sleeper = subprocess.Popen(["sleep", "60"])
+        try:
+            (old_busy / "cgroup.procs").write_text(str(sleeper.pid))  # a kernel left behind
+            for directory in (old_empty, old_busy):
+                os.utime(directory, (time.time() - 3600,) * 2)
+            kernel_cgroups = KernelCgroups(True, logging.getLogger("test"), parent=server.path)
+            assert not old_empty.exists()  # the dead server's, empty: gone
+            assert fresh.exists()  # maybe another server's, made a moment ago: left alone
+            assert old_busy.exists()  # still holds a process: removed once it is empty
+            sleeper.kill()
+            sleeper.wait()
+            for _ in range(50):
+                kernel_cgroups.release("")
+                if not old_busy.exists():
+                    break
+                time.sleep(0.1)
+            assert not old_busy.exists()
+        finally:
+            sleeper.kill()

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from ..lifecycle import Gone, LifecycleEvent
+from ..probe.kept_files import KeptFiles
 from ..probe.limits import own_v1_memory_cgroup, parse_keyed, pick
 from ..units import human_bytes
 
@@ -34,6 +35,7 @@ LIMIT_STEP = 16 * 2**20  # a kernel's cgroup limit is rewritten only when it mov
 LIMIT_STEP_FRACTION = 0.02  # ... or this fraction of it, whichever is larger
 USAGE_REREAD_S = 10.0  # memory.stat is re-read at least this often, changed or not
 USAGE_REUSE_BELOW = 0.5  # ... and every time above this fraction of the kernel's own limit
+STALE_AFTER_S = 60.0  # a kernel cgroup this old, found at start, is no live server's new one
 V2_BRAKE = 0.97  # cgroup v2: memory.high at this fraction of memory.max slows a runaway first
 
 
@@ -66,6 +68,7 @@ class KernelCgroups:
         self._shmem: dict[str, int] = {}  # kernel id → shared memory at its last usage read
         # kernel id → (the cgroup's charge counter, when, the usage) at its last memory.stat
         self._usage: dict[str, tuple[int, float, int]] = {}
+        self._counters = KeptFiles()  # each cgroup's charge counter, kept open
         self.version = 1
         self._leftover: set[Path] = set()  # cgroups to remove once their processes are gone
         self.parent = (
@@ -78,6 +81,29 @@ class KernelCgroups:
         elif not os.access(self.parent, os.W_OK):
             self.reason = f"{self.parent} is not writable (PSS is used)"
             self.parent = None
+        if self.parent is not None:
+            self._remove_stale(self.parent)
+
+    def _remove_stale(self, parent: Path, min_age_s: float = STALE_AFTER_S) -> None:
+        """Kernels' cgroups left by a server that died (SIGKILL, a container killed whole).
+        The empty ones go now; one that still holds processes (a kernel left behind, which the
+        orphan check stops or reports) goes once it is empty, at a later release. A cgroup
+        younger than ``min_age_s`` may be another server's, made a moment before it moves its
+        kernel in: it is left alone."""
+        now = time.time()
+        try:
+            entries = [e for e in os.scandir(parent) if e.name.startswith(PREFIX) and e.is_dir()]
+        except OSError:
+            return
+        for entry in entries:
+            try:
+                if now - entry.stat().st_mtime < min_age_s:
+                    continue
+                os.rmdir(entry.path)
+            except FileNotFoundError:
+                continue
+            except OSError:
+                self._leftover.add(Path(entry.path))  # processes still in it
 
     @property
     def available(self) -> bool:
@@ -171,7 +197,7 @@ class KernelCgroups:
         if directory is None:
             return None
         now = time.monotonic() if now is None else now
-        counter = _charge_counter(directory, self.version)
+        counter = self._charge_counter(directory)
         last = self._usage.get(kernel_id)
         limit = self._limits.get(kernel_id)
         if (
@@ -194,6 +220,15 @@ class KernelCgroups:
             self._usage[kernel_id] = (counter, now, usage)
         return usage
 
+    def _charge_counter(self, directory: Path) -> int | None:
+        """The cgroup's charged bytes (memory.usage_in_bytes, or memory.current): one number
+        that moves with any charge or uncharge, page cache included."""
+        data = self._counters.read(_counter_path(directory, self.version), 64)
+        try:
+            return int(data) if data else None
+        except ValueError:
+            return None
+
     def shmem_of(self, kernel_id: str) -> int:
         """The shared memory in the kernel's last ``usage`` (for the budget's breakdown)."""
         return self._shmem.get(kernel_id, 0)
@@ -215,6 +250,7 @@ class KernelCgroups:
             self._shmem.pop(kernel_id, None)
             self._usage.pop(kernel_id, None)
             if directory is not None:
+                self._counters.forget([_counter_path(directory, self.version)])
                 self._leftover.add(directory)
             for leftover in list(self._leftover):
                 try:
@@ -236,6 +272,7 @@ class KernelCgroups:
             self._members.clear()
             self._limits.clear()
             self._leftover = set(directories)
+        self._counters.close()
         for directory in directories:
             try:
                 pids = (directory / "cgroup.procs").read_text().split()
@@ -249,12 +286,5 @@ class KernelCgroups:
         self.release("")
 
 
-def _charge_counter(directory: Path, version: int) -> int | None:
-    """The cgroup's charged bytes (memory.usage_in_bytes, or memory.current): one number
-    that moves with any charge or uncharge, page cache included."""
-    name = "memory.usage_in_bytes" if version == 1 else "memory.current"
-    try:
-        with open(directory / name, "rb") as handle:
-            return int(handle.read())
-    except (OSError, ValueError):
-        return None
+def _counter_path(directory: Path, version: int) -> str:
+    return f"{directory}/{'memory.usage_in_bytes' if version == 1 else 'memory.current'}"
