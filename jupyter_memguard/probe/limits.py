@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..models import Budget
+from .kept_files import MAX_KEPT, KeptFiles
 
 # cgroup v1 reports "no limit" as a huge page-aligned number close to 2**63.
 _V1_UNLIMITED = 1 << 62
@@ -229,12 +230,9 @@ def find_cgroup(root: Path = Path("/"), counters: bool = True) -> CgroupReading 
     return readings[0]
 
 
-def read_system_oom_kills(root: Path = Path("/")) -> int | None:
-    """The machine-wide OOM kill counter from /proc/vmstat (kernel ≥ 4.13).
-
-    vmstat has ~170 lines and this is read every tick: find the one line, parse nothing else.
-    """
-    text = _read_text(root / "proc/vmstat") or ""
+def _oom_kill_line(text: str) -> int | None:
+    """The machine-wide OOM kill counter in /proc/vmstat's text (kernel ≥ 4.13): vmstat has
+    ~170 lines and is read every tick, so the one line is found and nothing else parsed."""
     at = text.find("\noom_kill ") + 1 if not text.startswith("oom_kill ") else 0
     if at == 0 and not text.startswith("oom_kill "):
         return None
@@ -265,9 +263,8 @@ def _meminfo_kb(text: str, key: str) -> int | None:
     return int(value[0]) * 1024 if value and value[0].isdigit() else None
 
 
-def _host_figures(root: Path) -> tuple[int, int]:
-    """(MemTotal, MemTotal - MemAvailable) from /proc/meminfo (two lines of its ~55)."""
-    text = _read_text(root / "proc/meminfo") or ""
+def _meminfo_figures(text: str) -> tuple[int, int]:
+    """(MemTotal, MemTotal - MemAvailable) from /proc/meminfo's text (two lines of its ~55)."""
     total = _meminfo_kb(text, "MemTotal") or 0
     available = _meminfo_kb(text, "MemAvailable")
     if available is None:
@@ -287,6 +284,8 @@ class BudgetReader:
     ``refresh_s`` (a limit can be resized in place); a read in between costs the usage, the
     stat and the machine-wide OOM counter. The cgroup's own OOM counter (on v1 a sum over the
     cgroups below, one file each) is summed again only when the machine-wide one moved.
+    The files read at every tick are kept open (probe.kept_files): the kernel formats them
+    afresh at each read, and the open and close were most of a read's cost.
     """
 
     def __init__(
@@ -304,11 +303,24 @@ class BudgetReader:
         self._cgroup: CgroupReading | None = None
         self._host_total = 0
         self._oom: tuple[int | None, int | None] = (None, None)  # (system count, cgroup count)
+        # Only the real /proc and /sys files are formatted at each read (a fake tree's are not).
+        self._files = KeptFiles(max_kept=MAX_KEPT if root == Path("/") else 0)
+
+    def _text(self, path: Path) -> str | None:
+        data = self._files.read(str(path), 65536)
+        return data.decode("utf-8", "replace") if data is not None else None
 
     def _locate(self) -> None:
-        self._cgroup = find_cgroup(self.root, counters=False)  # counted apart, when they move
+        located = find_cgroup(self.root, counters=False)  # counted apart, when they move
+        if located is None or self._cgroup is None or located.path != self._cgroup.path:
+            self._oom = (None, None)  # another cgroup: its OOM counter is summed afresh
+            self._files.retain(())
+        self._cgroup = located
         self._located_at = time.monotonic()
-        self._oom = (None, None)
+
+    def close(self) -> None:
+        """Close the files kept open (the monitor is stopping)."""
+        self._files.close()
 
     def _cgroup_usage(self) -> int | None:
         """The limiting cgroup's working set now (current minus inactive file cache)."""
@@ -317,14 +329,18 @@ class BudgetReader:
             return None
         directory = Path(cgroup.path)
         if cgroup.version == 2:
-            usage = _read_int(directory / "memory.current")
+            text = self._text(directory / "memory.current")
             inactive_key = "inactive_file"
         else:
-            usage = _read_int(directory / "memory.usage_in_bytes")
+            text = self._text(directory / "memory.usage_in_bytes")
             inactive_key = "total_inactive_file"
+        try:
+            usage = int(text) if text else None
+        except ValueError:
+            usage = None
         if usage is None:
             return None
-        inactive = pick(_read_text(directory / "memory.stat"), inactive_key).get(inactive_key, 0)
+        inactive = pick(self._text(directory / "memory.stat"), inactive_key).get(inactive_key, 0)
         return max(0, usage - inactive)
 
     def usage(self) -> int:
@@ -332,7 +348,7 @@ class BudgetReader:
         cgroup = self._cgroup_usage()
         if cgroup is not None:
             return cgroup
-        return _host_figures(self.root)[1]
+        return _meminfo_figures(self._text(self.root / "proc/meminfo") or "")[1]
 
     def _oom_kills(self, system: int | None) -> int | None:
         cgroup = self._cgroup
@@ -348,7 +364,7 @@ class BudgetReader:
     def read(self, tree_rss_bytes: int = 0) -> Budget:
         if time.monotonic() - self._located_at >= self.refresh_s:
             self._locate()
-        host_total, host_used = _host_figures(self.root)
+        host_total, host_used = _meminfo_figures(self._text(self.root / "proc/meminfo") or "")
         candidates: list[tuple[int, str, int, str]] = []
         if host_total:
             candidates.append((host_total, "host", host_used, "host_meminfo"))
@@ -368,7 +384,7 @@ class BudgetReader:
         limit, source, usage, usage_source = min(
             candidates, key=lambda c: (c[0], _SPECIFICITY[c[1]])
         )
-        system = read_system_oom_kills(self.root)
+        system = _oom_kill_line(self._text(self.root / "proc/vmstat") or "")
         return Budget(
             limit_bytes=limit,
             limit_source=source,  # type: ignore[arg-type]
