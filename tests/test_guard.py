@@ -121,6 +121,13 @@ async def test_kernel_ignoring_interrupt_is_shut_down(jp_fetch, memguard, start_
 
 async def test_kill_fraction_kills_at_once(jp_fetch, memguard, start_kernel):
     kernel = await start_kernel()
+    if memguard.cgroups_per_kernel.available:
+        # A request may sample a new kernel before a tick has placed it in its cgroup.
+        async def placed() -> bool:
+            memory = (await get_json(jp_fetch, "kernels", kernel.id))["memory"]
+            return bool(memory and memory["method"] == "cgroup")
+
+        await wait_for(placed)
     info = await get_json(jp_fetch, "kernels", kernel.id)
     jump = info["limit_bytes"] - info["memory"]["used_bytes"] + 20 * MiB
     kernel.submit(f"import time; x = bytearray(b'\\x01') * {jump}; time.sleep(120)")
