@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from types import MappingProxyType
 from typing import Any, Literal, Protocol
 
@@ -66,9 +67,10 @@ class ProcessTreeMemory:
     exact_method: str = "pss"  # "pss" (summed over the tree) or "cgroup" (the kernel's own)
     root_rss_bytes: int = 0  # the kernel process's own RSS
 
-    @property
+    @cached_property
     def decision_bytes(self) -> int:
-        """The kernel's memory with each page counted once, as well as it is known.
+        """The kernel's memory with each page counted once, as well as it is known (worked
+        out once per sample: every stage of a tick asks for it, several times per kernel).
 
         The kernel's own memory cgroup, where it has one: its anonymous and shared memory, each
         page once (its file pages are page cache, which the system reclaims). Else, for a tree
@@ -135,7 +137,7 @@ class KernelState:
     cells_source: str | None = None  # where its cell records come from: "agent" | "iopub"
     agent: AgentView | None = None  # None: no agent in this kernel (its cells from iopub)
 
-    @property
+    @cached_property
     def usage_bytes(self) -> int | None:
         """The figure the guard decides on (None: not measured)."""
         return self.memory.decision_bytes if self.memory is not None else None

@@ -176,6 +176,9 @@ class Monitor:
         self.cells_of = cells_of  # where its cells come from, and what its agent said
         self.on_tick: list[TickListener] = []
         self.last_tick_cost_s = 0.0  # CPU seconds of the last whole pass (loop and thread)
+        # The event loop's CPU in this pass's own code: between its awaits only, so that what
+        # other coroutines do while it waits for the worker thread is not counted as its cost.
+        self._loop_cpu_s = 0.0
         self.last_tick_wall_s = 0.0
         self.gpu = GpuReader()
         self.remote = RemoteUsagePoller(
@@ -245,6 +248,8 @@ class Monitor:
             except asyncio.CancelledError:
                 pass
         await self.remote.close()
+        self._walker.close()
+        self._budget.close()
 
     def wake(self) -> None:
         """Run the next tick now (e.g. after a kernel started)."""
@@ -305,6 +310,8 @@ class Monitor:
             escaped = [p for p in self._escaped.get(kid, ()) if p not in pids]
             for pid in escaped:  # an escaped process and its own children
                 pids += tuple(p for p in walk_tree(pid) if p not in pids)
+            # The kernel's own memory cgroup gives the exact figure at once (one file read).
+            own = self.exact_of(kid) if self.exact_of is not None else None
             tree = sample_tree(
                 root.pid,
                 pids,
@@ -313,8 +320,11 @@ class Monitor:
                 now=now,
                 known_rss=self._walker.rss,
                 read_hwm=root.pid not in self._walker.unchanged,
+                exact_bytes=own,
             )
-            trees[kid] = self._with_exact(kid, tree, now, last) if tree is not None else None
+            if tree is not None and own is None:
+                tree = self._with_pss(kid, tree, now, last)
+            trees[kid] = tree
         self._pss.retain(roots.keys())
         # Usage against a configured limit: the server's own processes plus each kernel's
         # figure with every page counted once (summed RSS would count forked workers again).
@@ -334,16 +344,12 @@ class Monitor:
         devices = tuple(self.gpu.devices(gpu)) if self.gpu.available else ()
         return _OsReading(budget, trees, time.thread_time() - started, gpu, devices)
 
-    def _with_exact(
+    def _with_pss(
         self, kid: str, tree: ProcessTreeMemory, now: float, budget: Budget
     ) -> ProcessTreeMemory:
         """Add the exact figure (PSS over the tree) where it matters: a tree of several
         processes near its warn line or under budget pressure (every tick), else every few
-        seconds for display. It costs ~10 ms per GiB of summed RSS, so not for every tree.
-        A kernel in a memory cgroup of its own gives it at once (one file read)."""
-        own = self.exact_of(kid) if self.exact_of is not None else None
-        if own is not None:
-            return replace(tree, exact_bytes=own, exact_at=now, exact_method="cgroup")
+        seconds for display. It costs ~10 ms per GiB of summed RSS, so not for every tree."""
         if len(tree.pids) < 2:
             self._exact.pop(kid, None)
             return tree
@@ -424,6 +430,7 @@ class Monitor:
     async def sample(self, detail: bool = False) -> Tick:
         """Sample every kernel now and publish a Tick (no policy); returns it."""
         async with self._sample_lock:
+            cpu = time.thread_time()
             self.lifecycle.reconcile()  # kernels that came or left without an event
             for kernel_id, tracked in self._kernels.items():
                 tracked.life = self.lifecycle.life(kernel_id) or tracked.life
@@ -439,7 +446,9 @@ class Monitor:
                 for kid, t in self._kernels.items()
             }
             self._terminal_roots = self.terminals()
+            self._loop_cpu_s += time.thread_time() - cpu
             reading = await asyncio.to_thread(self._read_os, roots, peaks, detail)
+            cpu = time.thread_time()
             for kernel_id, tracked in list(self._kernels.items()):
                 if (
                     tracked.life.remote
@@ -448,8 +457,11 @@ class Monitor:
                     self._remote_sample(kernel_id, tracked)
                 else:
                     self._local_sample(tracked, reading)
+            self._loop_cpu_s += time.thread_time() - cpu
             await self.refresh_paths()
+            cpu = time.thread_time()
             tick = self._publish(reading)
+            self._loop_cpu_s += time.thread_time() - cpu
         budget = tick.budget
         pressed = budget.usage_bytes >= self.settings.warn_fraction * budget.limit_bytes
         every = PRESSED_SCAN_INTERVAL_S if pressed else HOST_SCAN_INTERVAL_S
@@ -583,8 +595,10 @@ class Monitor:
 
     async def tick(self) -> list[Action]:
         """One pass: sample, publish, decide, act. Returns the actions decided."""
-        started, cpu = time.perf_counter(), time.thread_time()
+        started = time.perf_counter()
+        self._loop_cpu_s = 0.0
         tick = await self.sample()
+        cpu = time.thread_time()
         actions: list[Action] = []
         if self.settings.guard_enabled:
             actions, self._policy_state = decide(tick, self.settings, self._policy_state)
@@ -597,7 +611,7 @@ class Monitor:
                 callback(tick)
             except Exception:
                 self.log.exception("memguard: tick listener failed")
-        # What a pass costs: the event loop's own CPU time, plus the worker thread's reading.
-        self.last_tick_cost_s = time.thread_time() - cpu + tick.sample_cost_s
+        # What a pass costs: the event loop's CPU in its code, plus the worker thread's reading.
+        self.last_tick_cost_s = self._loop_cpu_s + time.thread_time() - cpu + tick.sample_cost_s
         self.last_tick_wall_s = time.perf_counter() - started
         return actions

@@ -87,12 +87,14 @@ def sample_tree(
     now: float | None = None,
     known_rss: Mapping[int, int] | None = None,
     read_hwm: bool = True,
+    exact_bytes: int | None = None,
 ) -> ProcessTreeMemory | None:
     """Sum the memory of a kernel's process tree (``pids``: the kernel and its descendants, as
     probe.proctree walked them); None when the kernel process is gone.
 
     ``known_rss``: RSS just read by the tree walk (saves a statm read per process);
-    ``read_hwm=False`` skips the VmHWM read for a tree that ran no code since the last sample.
+    ``read_hwm=False`` skips the VmHWM read for a tree that ran no code since the last sample;
+    ``exact_bytes``: the kernel's own memory cgroup's figure, read at the same moment.
     """
     rss_total = root_rss = 0
     alive: list[int] = []
@@ -117,15 +119,19 @@ def sample_tree(
             if figures:
                 pss += figures[0]
                 uss += figures[1]
+    sampled_at = time.time() if now is None else now
     return ProcessTreeMemory(
         pid=pid,
         rss_bytes=rss_total,
         peak_bytes=peak,
         pids=tuple(alive),
-        sampled_at=time.time() if now is None else now,
+        sampled_at=sampled_at,
         pss_bytes=pss,
         uss_bytes=uss,
         root_rss_bytes=root_rss,
+        exact_bytes=exact_bytes,
+        exact_at=sampled_at if exact_bytes is not None else None,
+        exact_method="cgroup" if exact_bytes is not None else "pss",
     )
 
 

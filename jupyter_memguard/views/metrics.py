@@ -58,8 +58,10 @@ class MetricsUpdater:
     def __init__(self) -> None:
         self._labels: set[tuple[str, str]] = set()
         # Each kernel's series, looked up once (``labels()`` takes the metric's lock and
-        # builds a key each time: it was most of this copy's cost at every tick).
+        # builds a key each time: it was most of this copy's cost at every tick), and the
+        # values set last (an idle kernel's stay the same: each ``set`` takes a lock).
         self._series: dict[tuple[str, str], tuple[Any, ...]] = {}
+        self._values: dict[tuple[str, str], tuple[float, ...]] = {}
 
     def on_tick(self, tick: Tick) -> None:
         current: set[tuple[str, str]] = set()
@@ -74,13 +76,19 @@ class MetricsUpdater:
             if series is None:
                 gauges = (KERNEL_RSS, KERNEL_USED, KERNEL_PEAK, KERNEL_GPU)
                 series = self._series[labels] = tuple(g.labels(*labels) for g in gauges)
-            rss, used, peak, gpu = series
-            rss.set(state.memory.rss_bytes)
-            used.set(state.memory.decision_bytes)
-            peak.set(state.peak_bytes)
-            gpu.set(state.gpu["used_bytes"] if state.gpu else 0)
+            values = (
+                state.memory.rss_bytes,
+                state.memory.decision_bytes,
+                state.peak_bytes,
+                state.gpu["used_bytes"] if state.gpu else 0,
+            )
+            if self._values.get(labels) != values:
+                self._values[labels] = values
+                for gauge, value in zip(series, values):
+                    gauge.set(value)
         for labels in self._labels - current:
             self._series.pop(labels, None)
+            self._values.pop(labels, None)
             for gauge in (KERNEL_RSS, KERNEL_USED, KERNEL_PEAK, KERNEL_GPU):
                 try:
                     gauge.remove(*labels)
