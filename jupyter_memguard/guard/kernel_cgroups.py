@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ..lifecycle import Gone, LifecycleEvent
 from ..probe.kept_files import KeptFiles
-from ..probe.limits import own_v1_memory_cgroup, parse_keyed, pick
+from ..probe.limits import own_v1_memory_cgroup, parse_int, parse_keyed, pick
 from ..units import human_bytes
 
 PREFIX = "memguard-kernel-"
@@ -223,11 +223,7 @@ class KernelCgroups:
     def _charge_counter(self, directory: Path) -> int | None:
         """The cgroup's charged bytes (memory.usage_in_bytes, or memory.current): one number
         that moves with any charge or uncharge, page cache included."""
-        data = self._counters.read(_counter_path(directory, self.version), 64)
-        try:
-            return int(data) if data else None
-        except ValueError:
-            return None
+        return parse_int(self._counters.read(_counter_path(directory, self.version), 64))
 
     def shmem_of(self, kernel_id: str) -> int:
         """The shared memory in the kernel's last ``usage`` (for the budget's breakdown)."""

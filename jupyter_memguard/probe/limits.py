@@ -26,16 +26,17 @@ def _read_text(path: Path) -> str | None:
 
 
 def _read_int(path: Path) -> int | None:
-    text = _read_text(path)
-    if text is None:
-        return None
-    text = text.strip()
-    if text == "max":
+    return parse_int(_read_text(path))
+
+
+def parse_int(text: str | bytes | None) -> int | None:
+    """A cgroup file's one number; None when unreadable, malformed or "max" (no limit)."""
+    if not text:
         return None
     try:
         return int(text)
     except ValueError:
-        return None
+        return None  # "max" among them
 
 
 def parse_keyed(text: str | None) -> dict[str, int]:
@@ -314,7 +315,7 @@ class BudgetReader:
         located = find_cgroup(self.root, counters=False)  # counted apart, when they move
         if located is None or self._cgroup is None or located.path != self._cgroup.path:
             self._oom = (None, None)  # another cgroup: its OOM counter is summed afresh
-            self._files.retain(())
+            self._files.clear()
         self._cgroup = located
         self._located_at = time.monotonic()
 
@@ -334,10 +335,7 @@ class BudgetReader:
         else:
             text = self._text(directory / "memory.usage_in_bytes")
             inactive_key = "total_inactive_file"
-        try:
-            usage = int(text) if text else None
-        except ValueError:
-            usage = None
+        usage = parse_int(text)
         if usage is None:
             return None
         inactive = pick(self._text(directory / "memory.stat"), inactive_key).get(inactive_key, 0)
