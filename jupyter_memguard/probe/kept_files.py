@@ -46,10 +46,9 @@ class KeptFiles:
                 os.close(fd)
                 return None
 
-    def retain(self, paths: Iterable[str]) -> None:
-        """Close every kept file not among ``paths``."""
-        keep = set(paths)
-        self.forget([path for path in list(self._fds) if path not in keep])
+    def clear(self) -> None:
+        """Close every kept file (later reads keep theirs open again)."""
+        self.forget(list(self._fds))
 
     def forget(self, paths: Iterable[str]) -> None:
         with self._lock:
@@ -62,7 +61,7 @@ class KeptFiles:
         """Close them all; later reads open and close their file each time."""
         with self._lock:
             self._closed = True
-        self.forget(list(self._fds))
+        self.clear()
 
     def __len__(self) -> int:
         return len(self._fds)

@@ -223,7 +223,8 @@ class TreeWalker:
     def _signature(self, pids: Iterable[int]) -> tuple[tuple[int, ...], ...] | None:
         signature = []
         for pid in pids:
-            data = self._files.read(f"{self.proc}/{pid}/stat")
+            path = f"{self.proc}/{pid}/stat"
+            data = self._files.read(path)
             last = self._stat.get(pid)
             if data is not None and last is not None and last[0] == data:
                 signature.append(last[1])
@@ -231,6 +232,7 @@ class TreeWalker:
                 continue
             fields = parse_stat(data) if data else None
             if fields is None:
+                self._files.forget([path])  # kept open only while its text is in _stat
                 return None  # a process ended: the tree changed
             mark = (fields.start_ticks, fields.cpu_ticks, fields.rss_pages, fields.minflt)
             self._stat[pid] = (data, mark, fields.rss_pages * PAGE_SIZE)
@@ -264,8 +266,9 @@ class TreeWalker:
         for root in [r for r in self._known if r not in result]:
             del self._known[root]
         alive = {pid for pids in result.values() for pid in pids}
-        self._files.retain(f"{self.proc}/{pid}/stat" for pid in alive)
-        for pid in [p for p in self._stat if p not in alive]:
+        gone = [pid for pid in self._stat if pid not in alive]
+        self._files.forget(f"{self.proc}/{pid}/stat" for pid in gone)
+        for pid in gone:
             del self._stat[pid]
         return result
 
