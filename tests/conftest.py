@@ -120,6 +120,12 @@ async def get_json(jp_fetch: Any, *parts: str, **params: Any) -> Any:
     return json.loads(response.body)
 
 
+async def measured_by(jp_fetch: Any, kernel_id: str, method: str) -> bool:
+    """Whether the kernel's figure now comes by ``method`` ("cgroup": it is in its own)."""
+    memory = (await get_json(jp_fetch, "kernels", kernel_id))["memory"]
+    return bool(memory and memory["method"] == method)
+
+
 async def wait_for(
     predicate: Callable[[], Awaitable[Any]], timeout: float = 20, step: float = 0.2
 ) -> Any:

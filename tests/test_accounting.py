@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from . import cgroups
-from .conftest import FAST_HALT, MiB, get_json, wait_for
+from .conftest import FAST_HALT, MiB, get_json, measured_by, wait_for
 from .lab import EventStream, GiB, lab_server
 
 FORK_WORKERS = """
@@ -59,7 +59,7 @@ class TestForkedWorkers:
 
         info = await wait_for(five_processes)
         # Copy-on-write: each worker maps the parent's 400 MiB; summed RSS counts it 5 times.
-        await wait_for(lambda: _figure_is_exact(jp_fetch, kernel.id, self.method))
+        await wait_for(lambda: measured_by(jp_fetch, kernel.id, self.method))
         info = await get_json(jp_fetch, "kernels", kernel.id)
         memory = info["memory"]
         assert memory["rss_bytes"] > 1.5 * 2**30, memory
@@ -127,7 +127,7 @@ class TestWorkerKilledBetweenTicks:
         self, jp_fetch, memguard, start_kernel
     ):
         kernel = await start_kernel()
-        await wait_for(lambda: _figure_is_exact(jp_fetch, kernel.id, "cgroup"), timeout=20)
+        await wait_for(lambda: measured_by(jp_fetch, kernel.id, "cgroup"), timeout=20)
         reply = await kernel.run(UNSEEN_WORKER)
         assert reply["content"]["status"] == "ok", reply["content"]
 
@@ -149,11 +149,6 @@ class TestForkedWorkersMeasuredByPss(TestForkedWorkers):
     @pytest.fixture
     def memguard_config(self) -> dict[str, Any]:
         return {**FAST_HALT, "kernel_memory_limit": "1G", "kernel_cgroups": False}
-
-
-async def _figure_is_exact(jp_fetch: Any, kernel_id: str, method: str) -> bool:
-    info = await get_json(jp_fetch, "kernels", kernel_id)
-    return bool(info["memory"] and info["memory"]["method"] == method)
 
 
 @pytest.mark.skipif(

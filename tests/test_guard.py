@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import MiB, get_json, wait_for
+from .conftest import MiB, get_json, measured_by, wait_for
 
 GROW_IN_FUNCTION = """
 import time
@@ -123,11 +123,7 @@ async def test_kill_fraction_kills_at_once(jp_fetch, memguard, start_kernel):
     kernel = await start_kernel()
     if memguard.cgroups_per_kernel.available:
         # A request may sample a new kernel before a tick has placed it in its cgroup.
-        async def placed() -> bool:
-            memory = (await get_json(jp_fetch, "kernels", kernel.id))["memory"]
-            return bool(memory and memory["method"] == "cgroup")
-
-        await wait_for(placed)
+        await wait_for(lambda: measured_by(jp_fetch, kernel.id, "cgroup"))
     info = await get_json(jp_fetch, "kernels", kernel.id)
     jump = info["limit_bytes"] - info["memory"]["used_bytes"] + 20 * MiB
     kernel.submit(f"import time; x = bytearray(b'\\x01') * {jump}; time.sleep(120)")
