@@ -126,7 +126,16 @@ async def test_kill_fraction_kills_at_once(jp_fetch, memguard, start_kernel):
         await wait_for(lambda: measured_by(jp_fetch, kernel.id, "cgroup"))
     info = await get_json(jp_fetch, "kernels", kernel.id)
     jump = info["limit_bytes"] - info["memory"]["used_bytes"] + 20 * MiB
-    kernel.submit(f"import time; x = bytearray(b'\\x01') * {jump}; time.sleep(120)")
+    # One allocation, its pages faulted in one call (MAP_POPULATE), as in test_oom_lab: a
+    # bytearray written byte by byte under load is slow enough for a tick to see it midway,
+    # and each tick keeps the kernel's cgroup limit 64 MiB above the usage it saw
+    # (policy.containment_limit's floor), so the limit moves ahead of the allocation.
+    kernel.submit(
+        "import mmap, time\n"
+        f"x = mmap.mmap(-1, {jump}, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS"
+        " | mmap.MAP_POPULATE)\n"
+        "time.sleep(120)"
+    )
     records = await wait_for(lambda: terminations(jp_fetch, kernel.id), timeout=20)
     if memguard.cgroups_per_kernel.available:
         # The kernel's own cgroup is limited at its kill line: one allocation past it ends
