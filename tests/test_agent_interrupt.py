@@ -116,15 +116,16 @@ async def test_async_cell_interrupt(world: AgentWorld) -> None:
     assert await world.mkm.is_alive(kernel.id)
 
 
-# Inside the kernel: make the agent's first RSS read in the hook raise a real SIGINT, so that it lands
-# while pre_run_cell (or post_run_cell) runs; the read itself is the agent's own.
+# Inside the kernel: make the agent's memory read in the hook (`_rss` at a cell's start, `_memory`
+# at its end) raise a real SIGINT, so that it lands while pre_run_cell (or post_run_cell) runs;
+# the read itself is the agent's own.
 LAND_IN_HOOK = """\
 import os, signal, sys, time
 _agent = sys.modules["jupyter_memguard_agent"]._agent
-_read = type(_agent)._rss
+_read = type(_agent).{read}
 # this setup cell's own post_run_cell comes first: skip it
 _state = {{"skip": 1 if {hook!r} == "post_run_cell" else 0, "done": False}}
-def _rss_then_sigint(self):
+def _read_then_sigint(self):
     import inspect
     if not _state["done"] and inspect.stack()[1].function == {hook!r}:
         if _state["skip"]:
@@ -134,14 +135,14 @@ def _rss_then_sigint(self):
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.05)  # the handler runs here, inside the hook
     return _read(self)
-_agent._rss = _rss_then_sigint.__get__(_agent)
+_agent.{read} = _read_then_sigint.__get__(_agent)
 """
 
 
 async def test_sigint_during_pre_run_cell_interrupts_the_cell(world: AgentWorld) -> None:
     kernel = await world.kernel()
     await kernel.hello()
-    await kernel.output(LAND_IN_HOOK.format(hook="pre_run_cell"))
+    await kernel.output(LAND_IN_HOOK.format(hook="pre_run_cell", read="_rss"))
     start = len(kernel.iopub)
     reply = await kernel.run("import time\ntime.sleep(600)\nprint('not interrupted')", timeout=120)
     assert reply["content"]["status"] == "error"
@@ -158,7 +159,7 @@ async def test_sigint_during_pre_run_cell_interrupts_the_cell(world: AgentWorld)
 async def test_sigint_during_post_run_cell_is_harmless(world: AgentWorld) -> None:
     kernel = await world.kernel()
     await kernel.hello()
-    await kernel.output(LAND_IN_HOOK.format(hook="post_run_cell"))
+    await kernel.output(LAND_IN_HOOK.format(hook="post_run_cell", read="_memory"))
     start = len(kernel.iopub)
     reply = await kernel.run("print('done')")
     assert reply["content"]["status"] == "ok"

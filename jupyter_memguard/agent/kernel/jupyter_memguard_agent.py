@@ -379,7 +379,10 @@ class _Agent:
     # -- memory ------------------------------------------------------------------------------
 
     def _memory(self) -> tuple[int | None, int | None]:
-        """The kernel process's RSS and VmHWM in bytes, from /proc/self/status (one pread)."""
+        """The kernel process's RSS and its VmHWM since the last reset, in bytes, from
+        /proc/self/status (one pread). Not getrusage's ru_maxrss for the peak: it also holds
+        the peak of the process that forked the kernel (exec keeps it), which clear_refs does
+        not reset."""
         if self.status_fd is None:
             return None, None
         try:
@@ -398,13 +401,6 @@ class _Agent:
             return int(fields[1]) * PAGE_SIZE
         except (OSError, IndexError, ValueError):
             return None
-
-    def _peak(self) -> int | None:
-        """The kernel process's VmHWM since the last reset, in bytes, from /proc/self/status.
-
-        Not getrusage's ru_maxrss: it also holds the peak of the process that forked the
-        kernel (the server: exec keeps it), which clear_refs does not reset."""
-        return self._memory()[1]
 
     def _reset_peak(self) -> None:
         """Make VmHWM start again from the current RSS: the next reading is this cell's peak."""
@@ -493,7 +489,7 @@ class _Agent:
                 self._restore_sigint(cell)
             if self.closed:
                 return
-            rss, hwm = self._rss(), self._peak()
+            rss, hwm = self._memory()  # one read: after a cell, each system call starts cold
             status, ename = _outcome(result, cell)
             self._send_line(
                 _CELL_END
