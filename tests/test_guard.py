@@ -128,8 +128,8 @@ async def test_kill_fraction_kills_at_once(jp_fetch, memguard, start_kernel):
     jump = info["limit_bytes"] - info["memory"]["used_bytes"] + 20 * MiB
     # One allocation, its pages faulted in one call (MAP_POPULATE), as in test_oom_lab: a
     # bytearray written byte by byte under load is slow enough for a tick to see it midway,
-    # and each tick keeps the kernel's cgroup limit 64 MiB above the usage it saw, up to its
-    # kill line (policy.containment_limit's floor): the guard's kill, not the cgroup's, ends it.
+    # and each tick keeps the kernel's cgroup limit 64 MiB above the usage it saw
+    # (policy.containment_limit's floor), so the limit moves ahead of the allocation.
     kernel.submit(
         "import mmap, time\n"
         f"x = mmap.mmap(-1, {jump}, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS"

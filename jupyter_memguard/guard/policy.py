@@ -82,17 +82,15 @@ def containment_limit(kernel: KernelState, budget: Budget, settings: MemGuardSet
     budget's kill line leaves it beside everything else, so one kernel alone can never take
     the container to its limit (nor, on Kubernetes, the whole pod down with it).
 
-    Where others' memory leaves less than that, never below the kernel's usage plus a
-    margin: memory others hold must not end a kernel that is not growing (the budget relief
-    deals with them). The margin never lifts it above the kernel's own kill line: a kernel
-    seen growing in steps would otherwise carry its cgroup's limit ahead of the line.
+    Never below the kernel's usage plus a margin: memory others hold must not end a kernel
+    that is not growing (the budget relief deals with them).
     """
     usage = kernel.usage_bytes or 0
     own = int(settings.kill_fraction * kernel.limit_bytes)
     others = max(0, budget.usage_bytes - usage)
     room = int(settings.kill_fraction * budget.limit_bytes) - others
     floor = usage + max(CONTAINMENT_FLOOR, usage // 20)
-    return min(own, max(floor, room))
+    return max(floor, min(own, room))
 
 
 def effective_lines(
