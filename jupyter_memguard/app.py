@@ -433,7 +433,7 @@ class MemGuard(ExtensionApp):
 
     def _place_kernels(self, tick: Tick) -> None:
         """Each local kernel process into its own memory cgroup (where the machine allows),
-        held to its kill line while the guard acts (guard.policy.containment_limit)."""
+        held past its kill line while the guard acts (guard.policy.containment_limit)."""
         from .guard.policy import containment_limit
 
         cgroups, s = self.cgroups_per_kernel, self.config_in_force

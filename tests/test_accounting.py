@@ -84,7 +84,7 @@ class TestForkedWorkers:
             assert record["evidence"]["trigger"]["usage_bytes"] >= 0.9 * 2**30, record
             return
         if self.method == "cgroup" and record["verdict"] != "halted_by_memguard":
-            # Held at its kill line in a cgroup of its own: workers allocating faster than a
+            # Held past its kill line in a cgroup of its own: workers allocating faster than a
             # poll are stopped there (the kernel survives), before the halt could come.
             assert record["verdict"] in ("child_oom_killed", "oom_killed"), record
             assert record["evidence"]["contained"] is True, record

@@ -138,7 +138,7 @@ async def test_kill_fraction_kills_at_once(jp_fetch, memguard, start_kernel):
     )
     records = await wait_for(lambda: terminations(jp_fetch, kernel.id), timeout=20)
     if memguard.cgroups_per_kernel.available:
-        # The kernel's own cgroup is limited at its kill line: one allocation past it ends
+        # The kernel's own cgroup is limited past its kill line: one allocation past it ends
         # there, in the kernel's own cgroup, before any poll (and the kernel restarts).
         assert records[0]["verdict"] == "oom_killed" and records[0]["evidence"]["contained"]
         return

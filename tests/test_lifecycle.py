@@ -115,13 +115,13 @@ async def test_kernel_that_exits_at_start_is_recorded_per_attempt(
 class TestRequestsDuringAHalt:
     @pytest.fixture
     def memguard_config(self) -> dict[str, Any]:
-        # The kernel's own cgroup limit sits at the kill line: 99 % leaves 36 MiB above the
-        # halt line (90 %) for the kernel to stop growing in.
+        # The kernel's own cgroup limit sits halfway past the kill line (99 %): 99.5 % leaves
+        # 38 MiB above the halt line (90 %) for the kernel to stop growing in.
         return {**FAST_HALT, "kernel_memory_limit": "400M", "kill_fraction": 0.99}
 
     async def test_kernels_and_status_answer_200_throughout(self, jp_fetch, memguard, start_kernel):
         kernel = await start_kernel()
-        # Past the halt line (360 MiB) but short of the kernel's own cgroup limit (396 MiB), in
+        # Past the halt line (360 MiB) but short of the kill line (396 MiB), in
         # steps memguard can see: one 370 MiB allocation raced the cgroup's OOM killer, which
         # won under load (the kernel was OOM-killed and restarted, never halted).
         kernel.submit(

@@ -587,19 +587,22 @@ def test_pressure_figures_add_up():
     )
 
 
-def test_containment_limit_is_the_kill_line_within_what_the_budget_leaves():
-    from jupyter_memguard.guard.policy import containment_limit
+def test_containment_limit_is_past_the_kill_line_within_what_the_budget_leaves():
+    from jupyter_memguard.guard.policy import containment_limit, effective_lines
 
     config = settings(kernel_memory_limit="")
     budget = Budget(2048 * MiB, "cgroup_v1", 400 * MiB, "test", 0)
     alone = KernelState(
         "k", limit_bytes=2048 * MiB, memory=ProcessTreeMemory(1, 100 * MiB, 0, (1,), 0)
     )
-    # Others hold 300 MiB: 0.95 × 2 GiB − 300 MiB is less than the kernel's own kill line.
-    assert containment_limit(alone, budget, config) == int(0.95 * 2048 * MiB) - 300 * MiB
-    # A per-kernel limit below that: its own kill line.
+    # Halfway between the kill line (95 %) and the limit: 97.5 %. Others hold 300 MiB:
+    # 0.975 × 2 GiB − 300 MiB is less than the kernel's own 97.5 %.
+    assert containment_limit(alone, budget, config) == int(0.975 * 2048 * MiB) - 300 * MiB
+    # A per-kernel limit below that: halfway between its own kill line and its limit, above
+    # the kill line, so memguard's own kill there comes first.
     small = replace(alone, limit_bytes=512 * MiB)
-    assert containment_limit(small, budget, config) == int(0.95 * 512 * MiB)
+    assert containment_limit(small, budget, config) == int(0.975 * 512 * MiB)
+    assert containment_limit(small, budget, config) > effective_lines(small, budget, config)[2]
     # Others fill the budget: never below the kernel's own usage and a margin.
     full = replace(budget, usage_bytes=2040 * MiB)
     assert containment_limit(alone, full, config) == 100 * MiB + 64 * MiB

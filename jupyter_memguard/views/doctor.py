@@ -130,8 +130,9 @@ def diagnose(f: DoctorFacts) -> list[Check]:
             Check(
                 "kernel_cgroups",
                 "ok",
-                "Each kernel has a memory cgroup of its own, limited at its kill line: an "
-                "allocation faster than any poll ends inside it, not in the whole container; its "
+                "Each kernel has a memory cgroup of its own, limited halfway between its kill "
+                "line and its limit: an allocation faster than any poll ends inside it, not in "
+                "the whole container; its "
                 "memory is counted once per page from one file.",
             )
         )
