@@ -122,7 +122,7 @@ async def test_kernel_ignoring_interrupt_is_shut_down(jp_fetch, memguard, start_
 async def test_kill_fraction_kills_at_once(jp_fetch, memguard, start_kernel):
     kernel = await start_kernel()
     if memguard.cgroups_per_kernel.available:
-        # A request may sample a new kernel before a tick has placed it in its cgroup.
+        # Placed in its cgroup at its Started, which the lifecycle hears just after the start.
         await wait_for(lambda: measured_by(jp_fetch, kernel.id, "cgroup"))
     info = await get_json(jp_fetch, "kernels", kernel.id)
     jump = info["limit_bytes"] - info["memory"]["used_bytes"] + 20 * MiB

@@ -165,7 +165,7 @@ def test_spawner_mem_limit_counts_and_an_enforced_cgroup_wins_a_tie(tmp_path):
     assert config.limit_source == "config"
 
 
-def test_a_kernels_own_cgroup_is_limited_at_its_kill_line(tmp_path):
+def test_a_kernels_own_cgroup_limit_is_rewritten_only_when_it_moves(tmp_path):
     import logging
 
     from jupyter_memguard.guard.kernel_cgroups import KernelCgroups, limit_files
@@ -189,6 +189,51 @@ def test_a_kernels_own_cgroup_is_limited_at_its_kill_line(tmp_path):
     assert cgroups.set_limit("k", 700 * 2**20) and limit.read_text() == str(700 * 2**20)
     assert cgroups.limit_of("k") == 700 * 2**20
     assert cgroups.set_limit("other", 2**30) is False  # no cgroup of its own
+
+
+def test_a_kernel_is_placed_in_its_cgroup_at_its_start_and_restart():
+    """Real v1 cgroups: the lifecycle's Started and Restarted move the kernel's process into
+    its cgroup at once (not at the next tick), and Gone removes the cgroup."""
+    import logging
+    import subprocess
+    import time
+
+    from jupyter_memguard.guard.kernel_cgroups import PREFIX, KernelCgroups
+    from jupyter_memguard.lifecycle import Gone, KernelLife, Restarted, Started
+
+    from . import cgroups
+
+    if cgroups.unavailable_reason() is not None or cgroups._v2_root() is not None:
+        pytest.skip(f"needs a v1 memory hierarchy: {cgroups.unavailable_reason() or 'v2 here'}")
+
+    def in_its_cgroup(pid: int) -> bool:
+        return f"/{PREFIX}k\n" in Path(f"/proc/{pid}/cgroup").read_text()
+
+    with cgroups.memory_cgroup(2**30) as server:
+        first, second = subprocess.Popen(["sleep", "60"]), subprocess.Popen(["sleep", "60"])
+        try:
+            kernel_cgroups = KernelCgroups(True, logging.getLogger("test"), parent=server.path)
+            life = KernelLife("k", "python3", 0, first.pid, first.pid, time.time())
+            kernel_cgroups.on_lifecycle(Started(life, time.time()))
+            assert in_its_cgroup(first.pid) and not in_its_cgroup(second.pid)
+            assert kernel_cgroups.usage("k") is not None  # its figure: the cgroup's, at once
+            again = KernelLife("k", "python3", 1, second.pid, second.pid, time.time())
+            kernel_cgroups.on_lifecycle(Restarted(again, life, "request", time.time()))
+            assert in_its_cgroup(second.pid)
+            # A kernel with no local process (remote) is never placed.
+            remote = KernelLife("r", "python3", 0, None, None, time.time())
+            kernel_cgroups.on_lifecycle(Started(remote, time.time()))
+            assert not (server.path / f"{PREFIX}r").exists()
+        finally:
+            first.kill(), second.kill()
+            first.wait(), second.wait()
+        kernel_cgroups.on_lifecycle(Gone(again, "shutdown", time.time()))
+        for _ in range(50):
+            kernel_cgroups.release("")
+            if not (server.path / f"{PREFIX}k").exists():
+                break
+            time.sleep(0.1)
+        assert not (server.path / f"{PREFIX}k").exists()
 
 
 def test_kernel_cgroups_left_by_a_dead_server_are_removed_at_start():

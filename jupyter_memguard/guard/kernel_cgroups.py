@@ -25,7 +25,7 @@ import threading
 import time
 from pathlib import Path
 
-from ..lifecycle import Gone, LifecycleEvent
+from ..lifecycle import Gone, LifecycleEvent, Restarted, Started
 from ..probe.kept_files import KeptFiles
 from ..probe.limits import own_v1_memory_cgroup, parse_int, parse_keyed, pick
 from ..units import human_bytes
@@ -134,7 +134,8 @@ class KernelCgroups:
             return True
 
     def set_limit(self, kernel_id: str, limit: int) -> bool:
-        """Hold the kernel's cgroup to ``limit`` bytes (its kill line): an allocation faster
+        """Hold the kernel's cgroup to ``limit`` bytes (past its kill line: see
+        policy.containment_limit): an allocation faster
         than any poll then ends inside the kernel's cgroup, never in the container. Written
         only when it moved by LIMIT_STEP; False when refused (then the container's own limit
         is the only one)."""
@@ -233,8 +234,13 @@ class KernelCgroups:
         return {"available": self.available, "reason": self.reason}
 
     def on_lifecycle(self, event: LifecycleEvent) -> None:
-        """A kernel that left takes its cgroup with it."""
-        if isinstance(event, Gone):
+        """A kernel's process goes into its cgroup as soon as it is started (or restarted), so
+        its very first sample, a REST request's included, is its cgroup's figure and its first
+        megabytes are charged there; a kernel that left takes its cgroup with it."""
+        if isinstance(event, (Started, Restarted)) and not event.life.remote:
+            if event.life.pid is not None:
+                self.adopt(event.life.kernel_id, event.life.pid)
+        elif isinstance(event, Gone):
             self.release(event.life.kernel_id)
 
     def release(self, kernel_id: str) -> None:
