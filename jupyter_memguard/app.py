@@ -403,7 +403,10 @@ class MemGuard(ExtensionApp):
                 kernel_id, msg_id, event.status, event.ename, after, peak, event.at
             )
             if kernel_id in self.monitor.halting():
-                self.monitor.wake()  # the interrupted cell ended: decide now, wait for nothing
+                # The interrupted cell ended: decide now, and again the moment the kernel is
+                # idle (its traceback has then reached the notebook), waiting for no tick.
+                self.monitor.wake()
+                self.iopub.when_idle(kernel_id, self.monitor.wake)
 
     def _agent_msg_id(self, kernel_id: str, event: CellEnded) -> str:
         """The open cell an end without a msg_id closes (the agent could not read one)."""

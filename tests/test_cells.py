@@ -254,6 +254,23 @@ async def test_event_loop_cost_per_cell(kernels):
     assert per_cell < 0.003  # the budget is 1 ms; slack for a loaded 2-core machine
 
 
+async def test_a_halt_hears_the_kernel_go_idle_once_even_when_its_agent_reports_cells(kernels):
+    """when_idle: the next idle of the kernel calls back once (a halt goes on the moment the
+    interrupted cell's traceback has reached the notebook), even where the iopub view of
+    cells is off because the kernel's agent reports them."""
+    kernel = await kernels()
+    kernel.tracker.use_agent(kernel.id, True)  # status messages are then dropped unparsed
+    heard: list[float] = []
+    kernel.listener.when_idle(kernel.id, lambda: heard.append(time.monotonic()))
+    before = kernel.listener.messages_parsed
+    await kernel.client.execute_interactive("import time; time.sleep(0.2)", timeout=30)
+    await wait_for(lambda: heard, what="the idle after the cell")
+    await kernel.client.execute_interactive("pass", timeout=30)
+    await asyncio.sleep(0.3)
+    assert len(heard) == 1  # once: the waiter is gone after its idle
+    assert kernel.listener.messages_parsed - before <= 2  # its idle (and the busy before it)
+
+
 async def test_a_bash_kernel_gets_cell_records(kernels, tmp_path):
     pytest.importorskip(
         "bash_kernel", reason="bash_kernel is not installed (add it to the test extra)"

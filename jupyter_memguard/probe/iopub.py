@@ -92,6 +92,7 @@ class IopubListener:
         self.cells = cells
         self._subscriptions: dict[str, _Subscription] = {}
         self._failed: dict[str, int | None] = {}  # kernels we could not subscribe to (per pid)
+        self._idle_waiters: dict[str, Callable[[], None]] = {}  # kernel id → called at its idle
         # What listening costs the event loop (for metrics and the budget of 1 ms per cell).
         self.callback_seconds = 0.0
         self.messages_received = 0
@@ -123,6 +124,21 @@ class IopubListener:
             return
         self._close(kernel_id)
         self._subscribe(kernel_id, pid)
+
+    def when_idle(self, kernel_id: str, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once, when the kernel next says it is idle: a halt that waits for
+        the interrupted cell's traceback to reach the notebook goes on the moment it has, not
+        at the next tick. Only then is a status message of an agent's kernel parsed."""
+        self._idle_waiters[kernel_id] = callback
+
+    def _heard_idle(self, kernel_id: str) -> None:
+        callback = self._idle_waiters.pop(kernel_id, None)
+        if callback is None:
+            return
+        try:
+            callback()
+        except Exception:
+            self.log.exception("memguard: idle callback for kernel %s failed", kernel_id)
 
     def heard_from(self, kernel_id: str) -> bool:
         """Whether any message came from this kernel since we subscribed (SUB joins late)."""
@@ -164,7 +180,8 @@ class IopubListener:
             if cells is not None and cells.source(kernel_id) == "agent":
                 cells = None  # its agent reports its cells: only errors are read here
             if _STATUS in header:
-                if cells is None or _EXECUTE_REQUEST not in parent:
+                waited = kernel_id in self._idle_waiters
+                if (cells is None and not waited) or _EXECUTE_REQUEST not in parent:
                     return
             elif _EXECUTE_INPUT in header:
                 if cells is None:
@@ -195,9 +212,11 @@ class IopubListener:
         at = _sent_at(header) if local and cells is not None else None
         parent_id = str(parent_header.get("msg_id") or "")
         if msg_type == "status":
+            state = content.get("execution_state")
+            if state == "idle":
+                self._heard_idle(kernel_id)
             if cells is None or not parent_id:
                 return
-            state = content.get("execution_state")
             if state == "busy":
                 cells.on_busy(kernel_id, parent_id, at)
             elif state == "idle":
@@ -220,6 +239,7 @@ class IopubListener:
                 self.on_error(kernel_id, ename, str(content.get("evalue", "")))
 
     def _close(self, kernel_id: str) -> None:
+        self._idle_waiters.pop(kernel_id, None)
         subscription = self._subscriptions.pop(kernel_id, None)
         if subscription is not None:
             subscription.stream.close()
