@@ -646,3 +646,27 @@ def test_a_kept_stat_file_reads_fresh_and_ends_with_its_process():
     assert files.read(path) is None and len(files) == 0  # reaped: never a later process
     files.close()
     assert files.read(f"/proc/{os.getpid()}/stat") is not None and len(files) == 0
+
+
+def test_process_pss_is_read_again_only_when_the_process_or_its_memory_moved():
+    """A real process: its smaps_rollup is read once, not again for page faults alone (a
+    running server makes them all the time), again when its RSS moved or it is another
+    process, or its figure is old."""
+    from dataclasses import replace
+
+    from jupyter_memguard.probe.proctree import ProcessPss
+
+    me = scan_host().processes[os.getpid()]
+    pss = ProcessPss(max_age_s=3600)
+    first = pss.of([me])
+    assert pss.fresh_reads == 1 and first[me.pid][0] > 0
+    assert pss.of([replace(me, rss_bytes=me.rss_bytes + 4096)]) == first
+    assert pss.fresh_reads == 0  # one page more: the last figure holds
+    pss.of([replace(me, rss_bytes=me.rss_bytes + 64 * 2**20)])
+    assert pss.fresh_reads == 1  # 64 MiB more: read again
+    pss.of([replace(me, start_ticks=me.start_ticks + 1)])
+    assert pss.fresh_reads == 1  # another process given the same pid
+    old = ProcessPss(max_age_s=0)
+    old.of([me])
+    old.of([me])
+    assert old.fresh_reads == 1  # its figure is old: read again

@@ -80,3 +80,30 @@ def test_history_growth_and_ring():
     assert abs(history.growth_rate(10, now=9) - 100) < 1e-6
     assert history.growth_rate(0.5, now=9) == 0.0  # one sample in the window
     assert history.as_list()[-1] == [9.0, 1900]
+
+
+def test_the_host_scan_is_made_often_under_pressure_and_seldom_while_nothing_moved():
+    from jupyter_memguard.guard.monitor import (
+        HOST_SCAN_INTERVAL_S,
+        PRESSED_SCAN_INTERVAL_S,
+        QUIET_SCAN_INTERVAL_S,
+        host_scan_interval,
+    )
+    from jupyter_memguard.models import Budget
+
+    MiB = 2**20
+    budget = Budget(2048 * MiB, "cgroup_v1", 400 * MiB, "test", 0)
+    kernels = {"a": None, "b": None}
+    assert host_scan_interval(budget, 0.8, None, kernels) == HOST_SCAN_INTERVAL_S  # never made
+    quiet = (410 * MiB, frozenset(kernels))  # 10 MiB ago: nothing moved
+    assert host_scan_interval(budget, 0.8, quiet, kernels) == QUIET_SCAN_INTERVAL_S
+    # A kernel came (or went), or the usage moved by 64 MiB: as often as before.
+    assert host_scan_interval(budget, 0.8, quiet, {"a": None}) == HOST_SCAN_INTERVAL_S
+    moved = (300 * MiB, frozenset(kernels))
+    assert host_scan_interval(budget, 0.8, moved, kernels) == HOST_SCAN_INTERVAL_S
+    # Over the warn line: every second, whatever moved.
+    pressed = Budget(2048 * MiB, "cgroup_v1", 1700 * MiB, "test", 0)
+    assert host_scan_interval(pressed, 0.8, (1700 * MiB, frozenset(kernels)), kernels) == (
+        PRESSED_SCAN_INTERVAL_S
+    )
+    assert PRESSED_SCAN_INTERVAL_S < HOST_SCAN_INTERVAL_S < QUIET_SCAN_INTERVAL_S

@@ -296,7 +296,6 @@ class ProcInfo:
     cgroup: str | None
     state: str
     start_ticks: int
-    faults: int = 0  # minor + major faults: unchanged, the process's pages are as they were
 
 
 @dataclass(frozen=True)
@@ -416,31 +415,53 @@ def scan_host(proc: Path = PROC, cgroups: bool = True) -> HostScan:
             cgroup=cgroup,
             state=fields.state,
             start_ticks=fields.start_ticks,
-            faults=fields.minflt + fields.majflt,
         )
     return HostScan(processes, taken_at, time.perf_counter() - started)
 
 
+# A process's last PSS figure: ((start time, RSS then), read at, (held bytes, of which shared))
+_KnownPss = tuple[tuple[int, int], float, tuple[int, int]]
+
+
 class ProcessPss:
     """Each process's PSS outside the page cache (anonymous and shared memory: what it alone
-    holds), re-read only for processes whose pages changed since.
+    holds), re-read only for processes whose memory moved since.
 
     The budget's parts add up only when every page is counted once; summed RSS counts a
     shared page once per process that maps it (forked workers, a browser's processes, the
     same libraries everywhere). ``smaps_rollup`` costs ~12 ms per GiB, so a process is read
-    again only when its start time, fault count or RSS moved (what the scan already read), and
-    each scan reads at most ``budget_bytes`` of RSS afresh, largest first: a process left over
-    keeps its last figure (or its RSS, if it never had one) until a later scan. What this does
-    not see: other processes starting or stopping to share its pages (its share moves a little).
-    One instance per worker thread.
+    again only when it is another process (its start time), its RSS moved by ``moved_bytes``
+    or 2 % (what the scan already read), or its figure is ``max_age_s`` old; not for its page
+    faults alone, which a running process (this server) makes all the time while its memory
+    stays as it was. Each scan reads at most ``budget_bytes`` of RSS afresh, largest first: a
+    process left over keeps its last figure (or its RSS, if it never had one) until a later
+    scan. What this does not see: other processes starting or stopping to share its pages
+    (its share moves a little). One instance per worker thread.
     """
 
-    def __init__(self, proc: Path = PROC, budget_bytes: int = 4 * 2**30) -> None:
+    def __init__(
+        self,
+        proc: Path = PROC,
+        budget_bytes: int = 4 * 2**30,
+        moved_bytes: int = 4 * 2**20,
+        max_age_s: float = 60.0,
+    ) -> None:
         self.proc = proc
         self.budget_bytes = budget_bytes
-        # pid → (fingerprint, (held bytes, of which shared memory))
-        self._known: dict[int, tuple[tuple[int, int, int], tuple[int, int]]] = {}
+        self.moved_bytes = moved_bytes
+        self.max_age_s = max_age_s
+        self._known: dict[int, _KnownPss] = {}
         self.fresh_reads = 0  # smaps_rollup reads in the last call
+
+    def _still(self, info: ProcInfo, known: _KnownPss, now: float) -> bool:
+        """Whether a process's last figure still holds."""
+        (start_ticks, rss), read_at, _ = known
+        moved = abs(info.rss_bytes - rss)
+        return (
+            start_ticks == info.start_ticks
+            and moved < max(self.moved_bytes, rss // 50)
+            and now - read_at < self.max_age_s
+        )
 
     def of(self, processes: Iterable[ProcInfo]) -> dict[int, tuple[int, int]]:
         """pid → (bytes it holds, of which shared memory) for these processes; its RSS (and no
@@ -448,15 +469,15 @@ class ProcessPss:
         wanted = sorted(processes, key=lambda p: p.rss_bytes, reverse=True)
         result: dict[int, tuple[int, int]] = {}
         spent, self.fresh_reads = 0, 0
+        now = time.monotonic()
         for info in wanted:
-            fingerprint = (info.start_ticks, info.faults, info.rss_bytes)
             known = self._known.get(info.pid)
-            if known is not None and known[0] == fingerprint:
-                result[info.pid] = known[1]
+            if known is not None and self._still(info, known, now):
+                result[info.pid] = known[2]
                 continue
             if spent + info.rss_bytes > self.budget_bytes:
                 # This scan's reading budget is spent: its last figure, or its RSS for now.
-                result[info.pid] = known[1] if known is not None else (info.rss_bytes, 0)
+                result[info.pid] = known[2] if known is not None else (info.rss_bytes, 0)
                 continue
             figures = read_pss_held(info.pid, self.proc)
             spent += info.rss_bytes
@@ -464,7 +485,7 @@ class ProcessPss:
             if figures is None:
                 result[info.pid] = (info.rss_bytes, 0)
                 continue
-            self._known[info.pid] = (fingerprint, figures)
+            self._known[info.pid] = ((info.start_ticks, info.rss_bytes), now, figures)
             result[info.pid] = figures
         alive = {p.pid for p in wanted}
         for pid in [p for p in self._known if p not in alive]:
