@@ -137,10 +137,12 @@ async def test_kill_fraction_kills_at_once(jp_fetch, memguard, start_kernel):
         "time.sleep(120)"
     )
     records = await wait_for(lambda: terminations(jp_fetch, kernel.id), timeout=20)
-    if memguard.cgroups_per_kernel.available:
-        # The kernel's own cgroup is limited past its kill line: one allocation past it ends
-        # there, in the kernel's own cgroup, before any poll (and the kernel restarts).
-        assert records[0]["verdict"] == "oom_killed" and records[0]["evidence"]["contained"]
+    if memguard.cgroups_per_kernel.available and records[0]["verdict"] == "oom_killed":
+        # The kernel's own cgroup is limited halfway between its kill line and its limit: one
+        # allocation past that ends there, in the kernel's own cgroup, before any poll (and
+        # the kernel restarts). Else a tick landed while the pages were being faulted in, past
+        # the kill line and short of the cgroup's limit: memguard killed it at once (below).
+        assert records[0]["evidence"]["contained"], records[0]
         return
 
     async def gone() -> bool:
