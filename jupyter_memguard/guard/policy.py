@@ -87,10 +87,9 @@ def containment_limit(kernel: KernelState, budget: Budget, settings: MemGuardSet
     """The limit of a kernel's own memory cgroup: halfway between its kill line and its limit,
     and never more than the same fraction of the budget leaves it beside everything else.
 
-    Above the kill line, so memguard's escalation keeps its whole window: a kernel still
-    growing while the stop line's interrupt lands is killed by memguard at the kill line (a
-    cgroup limited at the kill line itself ended such kernels first on a loaded machine).
-    Below the limit, so an allocation faster than any poll ends inside the
+    Above the kill line, so memguard's escalation keeps its window: a kernel still growing
+    while the stop line's interrupt lands can be killed by memguard at the kill line (a cgroup
+    limited at the kill line itself always ended such kernels first). Below the limit, so an allocation faster than any poll ends inside the
     kernel's cgroup and one kernel alone never takes the container to its limit (nor, on
     Kubernetes, the whole pod down with it).
 
