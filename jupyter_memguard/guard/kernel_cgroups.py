@@ -135,10 +135,9 @@ class KernelCgroups:
 
     def set_limit(self, kernel_id: str, limit: int) -> bool:
         """Hold the kernel's cgroup to ``limit`` bytes (past its kill line: see
-        policy.containment_limit): an allocation faster
-        than any poll then ends inside the kernel's cgroup, never in the container. Written
-        only when it moved by LIMIT_STEP; False when refused (then the container's own limit
-        is the only one)."""
+        policy.containment_limit): an allocation faster than any poll then ends inside the
+        kernel's cgroup, never in the container. Written only when it moved by LIMIT_STEP;
+        False when refused (then the container's own limit is the only one)."""
         with self._lock:
             directory = self._dirs.get(kernel_id)
             last = self._limits.get(kernel_id)
@@ -237,8 +236,8 @@ class KernelCgroups:
         """A kernel's process goes into its cgroup as soon as it is started (or restarted), so
         its very first sample, a REST request's included, is its cgroup's figure and its first
         megabytes are charged there; a kernel that left takes its cgroup with it."""
-        if isinstance(event, (Started, Restarted)) and not event.life.remote:
-            if event.life.pid is not None:
+        if isinstance(event, (Started, Restarted)):
+            if event.life.pid is not None:  # a remote kernel has no local process
                 self.adopt(event.life.kernel_id, event.life.pid)
         elif isinstance(event, Gone):
             self.release(event.life.kernel_id)

@@ -77,27 +77,21 @@ def kernel_limit(settings: MemGuardSettings, budget: Budget) -> tuple[int, str]:
 CONTAINMENT_FLOOR = 64 * 2**20  # a kernel's own limit stays at least this far above its usage
 
 
-def containment_fraction(settings: MemGuardSettings) -> float:
-    """Where a kernel's own cgroup stops it, as a fraction of a limit: halfway between the kill
-    line and the limit."""
-    return (1 + settings.kill_fraction) / 2
-
-
 def containment_limit(kernel: KernelState, budget: Budget, settings: MemGuardSettings) -> int:
     """The limit of a kernel's own memory cgroup: halfway between its kill line and its limit,
     and never more than the same fraction of the budget leaves it beside everything else.
 
     Above the kill line, so memguard's escalation keeps its window: a kernel still growing
     while the stop line's interrupt lands can be killed by memguard at the kill line (a cgroup
-    limited at the kill line itself always ended such kernels first). Below the limit, so an allocation faster than any poll ends inside the
-    kernel's cgroup and one kernel alone never takes the container to its limit (nor, on
-    Kubernetes, the whole pod down with it).
+    limited at the kill line itself always ended such kernels first). Below the limit, so an
+    allocation faster than any poll ends inside the kernel's cgroup and one kernel alone never
+    takes the container to its limit (nor, on Kubernetes, the whole pod down with it).
 
     Never below the kernel's usage plus a margin: memory others hold must not end a kernel
     that is not growing (the budget relief deals with them).
     """
     usage = kernel.usage_bytes or 0
-    fraction = containment_fraction(settings)
+    fraction = (1 + settings.kill_fraction) / 2  # halfway between the kill line and the limit
     own = int(fraction * kernel.limit_bytes)
     others = max(0, budget.usage_bytes - usage)
     room = int(fraction * budget.limit_bytes) - others

@@ -18,6 +18,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 from .kept_files import MAX_KEPT, KeptFiles
 from .proc import PAGE_SIZE, read_pss_held, read_pss_uss
@@ -419,8 +420,13 @@ def scan_host(proc: Path = PROC, cgroups: bool = True) -> HostScan:
     return HostScan(processes, taken_at, time.perf_counter() - started)
 
 
-# A process's last PSS figure: ((start time, RSS then), read at, (held bytes, of which shared))
-_KnownPss = tuple[tuple[int, int], float, tuple[int, int]]
+class _KnownPss(NamedTuple):
+    """A process's last PSS figure and what it was read against."""
+
+    start_ticks: int  # which process it was
+    rss_bytes: int  # its RSS then
+    read_at: float
+    figures: tuple[int, int]  # (bytes it holds, of which shared memory)
 
 
 class ProcessPss:
@@ -455,12 +461,11 @@ class ProcessPss:
 
     def _still(self, info: ProcInfo, known: _KnownPss, now: float) -> bool:
         """Whether a process's last figure still holds."""
-        (start_ticks, rss), read_at, _ = known
-        moved = abs(info.rss_bytes - rss)
+        moved = abs(info.rss_bytes - known.rss_bytes)
         return (
-            start_ticks == info.start_ticks
-            and moved < max(self.moved_bytes, rss // 50)
-            and now - read_at < self.max_age_s
+            known.start_ticks == info.start_ticks
+            and moved < max(self.moved_bytes, known.rss_bytes // 50)
+            and now - known.read_at < self.max_age_s
         )
 
     def of(self, processes: Iterable[ProcInfo]) -> dict[int, tuple[int, int]]:
@@ -473,11 +478,11 @@ class ProcessPss:
         for info in wanted:
             known = self._known.get(info.pid)
             if known is not None and self._still(info, known, now):
-                result[info.pid] = known[2]
+                result[info.pid] = known.figures
                 continue
             if spent + info.rss_bytes > self.budget_bytes:
                 # This scan's reading budget is spent: its last figure, or its RSS for now.
-                result[info.pid] = known[2] if known is not None else (info.rss_bytes, 0)
+                result[info.pid] = known.figures if known is not None else (info.rss_bytes, 0)
                 continue
             figures = read_pss_held(info.pid, self.proc)
             spent += info.rss_bytes
@@ -485,7 +490,7 @@ class ProcessPss:
             if figures is None:
                 result[info.pid] = (info.rss_bytes, 0)
                 continue
-            self._known[info.pid] = ((info.start_ticks, info.rss_bytes), now, figures)
+            self._known[info.pid] = _KnownPss(info.start_ticks, info.rss_bytes, now, figures)
             result[info.pid] = figures
         alive = {p.pid for p in wanted}
         for pid in [p for p in self._known if p not in alive]:

@@ -132,8 +132,7 @@ def diagnose(f: DoctorFacts) -> list[Check]:
                 "ok",
                 "Each kernel has a memory cgroup of its own, limited halfway between its kill "
                 "line and its limit: an allocation faster than any poll ends inside it, not in "
-                "the whole container; its "
-                "memory is counted once per page from one file.",
+                "the whole container; its memory is counted once per page from one file.",
             )
         )
     else:
