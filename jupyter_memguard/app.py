@@ -306,6 +306,7 @@ class MemGuard(ExtensionApp):
             act=self.runner.carry_out,
             terminals=lambda: terminal_roots(serverapp),
             exact_of=self.cgroups_per_kernel.usage,
+            still_of=self.cgroups_per_kernel.charge_still,
             shmem_of=self.cgroups_per_kernel.shmem_of,
             cells_of=lambda kid: (self.cells.source(kid), self.cells.agent_view(kid)),
         )

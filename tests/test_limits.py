@@ -272,3 +272,50 @@ def test_kernel_cgroups_left_by_a_dead_server_are_removed_at_start():
             assert not old_busy.exists()
         finally:
             sleeper.kill()
+
+
+def test_a_kernel_cgroups_charge_says_whether_anything_in_it_moved():
+    """Real v1 cgroups: a sleeping process leaves the charge counter still; a fork in it moves
+    it (the child's page tables and copied pages are charged), so the tree is read again."""
+    import logging
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from jupyter_memguard.guard.kernel_cgroups import KernelCgroups
+
+    from . import cgroups
+
+    if cgroups.unavailable_reason() is not None or cgroups._v2_root() is not None:
+        pytest.skip(f"needs a v1 memory hierarchy: {cgroups.unavailable_reason() or 'v2 here'}")
+    forker = (
+        "import os, signal, time\n"
+        "signal.signal(signal.SIGUSR1, lambda *_: os.fork() or None)\n"
+        "print('ready', flush=True)\n"
+        "while True: time.sleep(60)\n"
+    )
+    with cgroups.memory_cgroup(2**30) as server:
+        process = subprocess.Popen([sys.executable, "-c", forker], stdout=subprocess.PIPE)
+        try:
+            assert process.stdout is not None and process.stdout.readline() == b"ready\n"
+            kernel_cgroups = KernelCgroups(True, logging.getLogger("test"), parent=server.path)
+            assert kernel_cgroups.adopt("k", process.pid)
+            kernel_cgroups.usage("k")
+            assert not kernel_cgroups.charge_still("k")  # the first read: nothing to compare
+            for _ in range(20):  # charges of the move itself may still settle
+                time.sleep(0.1)
+                kernel_cgroups.usage("k")
+                if kernel_cgroups.charge_still("k"):
+                    break
+            assert kernel_cgroups.charge_still("k")
+            process.send_signal(signal.SIGUSR1)
+            time.sleep(0.5)  # the child runs: its copy-on-write pages are charged
+            kernel_cgroups.usage("k")
+            assert not kernel_cgroups.charge_still("k")
+            assert kernel_cgroups.charge_still("other") is False  # no cgroup of its own
+        finally:
+            subprocess.run(["pkill", "-KILL", "-P", str(process.pid)], check=False)
+            process.kill()
+            process.wait()
+            kernel_cgroups.release("k")

@@ -166,6 +166,37 @@ def test_tree_walker_rewalks_only_trees_that_may_have_changed(tmp_path: Path):
     assert walker.trees([999], now=3.0) == {}
 
 
+def test_a_still_tree_is_kept_without_reading_its_processes_for_still_s(tmp_path: Path):
+    """A root the caller calls still (its cgroup's charge did not move) keeps its tree and
+    its RSS without a stat read, for at most still_s since the last read; never when it must
+    be walked (busy)."""
+    import shutil
+
+    fake_process(tmp_path, 100, 1, rss_pages=10, threads={100: [200]})
+    fake_process(tmp_path, 200, 100, rss_pages=20)
+    walker = TreeWalker(tmp_path, max_age_s=60.0, still_s=5.0)
+    assert walker.trees([100], now=0.0) == {100: (100, 200)}
+    page = walker.rss[100] // 10
+    # The child ended and the parent changed; a still root is not read again...
+    shutil.rmtree(tmp_path / "200")
+    shutil.rmtree(tmp_path / "100")
+    fake_process(tmp_path, 100, 1, rss_pages=11, utime=3, threads={100: []})
+    assert walker.trees([100], now=1.0, still={100}) == {100: (100, 200)}
+    assert walker.rss == {100: 10 * page, 200: 20 * page} and walker.unchanged == {100}
+    # ... a root not called still is, and so is a busy one ...
+    assert walker.trees([100], now=1.5) == {100: (100,)}
+    assert walker.rss == {100: 11 * page}
+    (tmp_path / "100" / "task" / "100" / "children").write_text("300 ")
+    fake_process(tmp_path, 300, 100)
+    assert walker.trees([100], now=2.0, still={100}) == {100: (100,)}  # read at 1.5
+    assert walker.trees([100], now=2.1, still={100}, must_walk={100}) == {100: (100, 300)}
+    # ... and a still one too, once still_s has passed since its last read.
+    shutil.rmtree(tmp_path / "300")
+    (tmp_path / "100" / "task" / "100" / "children").write_text("")
+    assert walker.trees([100], now=7.0, still={100}) == {100: (100, 300)}  # 4.9 s after 2.1
+    assert walker.trees([100], now=7.2, still={100}) == {100: (100,)}  # 5.1 s: read, walked
+
+
 def test_walk_survives_vanished_children_and_cycles(tmp_path: Path):
     # 600 lists 601, which ended before we read it; 700 and 701 list each other (PID reuse).
     fake_process(tmp_path, 600, 1, threads={600: [601, 602]})

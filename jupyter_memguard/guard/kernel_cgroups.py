@@ -33,7 +33,7 @@ from ..units import human_bytes
 PREFIX = "memguard-kernel-"
 LIMIT_STEP = 16 * 2**20  # a kernel's cgroup limit is rewritten only when it moves this much,
 LIMIT_STEP_FRACTION = 0.02  # ... or this fraction of it, whichever is larger
-USAGE_REREAD_S = 10.0  # memory.stat is re-read at least this often, changed or not
+USAGE_REREAD_S = 60.0  # memory.stat is re-read at least this often, changed or not
 USAGE_REUSE_BELOW = 0.5  # ... and every time above this fraction of the kernel's own limit
 STALE_AFTER_S = 60.0  # a kernel cgroup this old, found at start, is no live server's new one
 V2_BRAKE = 0.97  # cgroup v2: memory.high at this fraction of memory.max slows a runaway first
@@ -69,6 +69,9 @@ class KernelCgroups:
         # kernel id → (the cgroup's charge counter, when, the usage) at its last memory.stat
         self._usage: dict[str, tuple[int, float, int]] = {}
         self._counters = KeptFiles()  # each cgroup's charge counter, kept open
+        self._counter_paths: dict[str, str] = {}  # kernel id → the path of that counter
+        self._last_counter: dict[str, int] = {}  # kernel id → the counter at its last read
+        self._charge_still: set[str] = set()  # kernels whose counter that read did not move
         self.version = 1
         self._leftover: set[Path] = set()  # cgroups to remove once their processes are gone
         self.parent = (
@@ -131,6 +134,8 @@ class KernelCgroups:
                 return False
             self._dirs[kernel_id] = directory
             self._members[kernel_id] = pid
+            self._last_counter.pop(kernel_id, None)  # a new process: nothing is known still
+            self._charge_still.discard(kernel_id)
             return True
 
     def set_limit(self, kernel_id: str, limit: int) -> bool:
@@ -192,12 +197,20 @@ class KernelCgroups:
         v1 with hierarchy totals); the cgroup's charge counter (one number) says whether
         anything was charged or freed since the last one, so an idle kernel costs that small
         read. It is read anyway every USAGE_REREAD_S, and always near the cgroup's own limit:
-        there the charge can stay put while reclaim turns memory into page cache and back."""
+        there the charge can stay put while reclaim turns memory into page cache and back.
+        The counter moves in steps of the per-CPU charge batch (256 KiB), so an unmoved one
+        may hide that much."""
         directory = self._dirs.get(kernel_id)
         if directory is None:
             return None
         now = time.monotonic() if now is None else now
-        counter = self._charge_counter(directory)
+        counter = self._charge_counter(kernel_id, directory)
+        if counter is not None and self._last_counter.get(kernel_id) == counter:
+            self._charge_still.add(kernel_id)
+        else:
+            self._charge_still.discard(kernel_id)
+        if counter is not None:
+            self._last_counter[kernel_id] = counter
         last = self._usage.get(kernel_id)
         limit = self._limits.get(kernel_id)
         if (
@@ -220,10 +233,19 @@ class KernelCgroups:
             self._usage[kernel_id] = (counter, now, usage)
         return usage
 
-    def _charge_counter(self, directory: Path) -> int | None:
+    def charge_still(self, kernel_id: str) -> bool:
+        """Whether the kernel's last ``usage`` read found its charge counter where the read
+        before had left it: nothing in the kernel's cgroup allocated, freed or forked (a new
+        process charges its page tables and its first pages) beyond the charge batch."""
+        return kernel_id in self._charge_still
+
+    def _charge_counter(self, kernel_id: str, directory: Path) -> int | None:
         """The cgroup's charged bytes (memory.usage_in_bytes, or memory.current): one number
         that moves with any charge or uncharge, page cache included."""
-        return parse_int(self._counters.read(_counter_path(directory, self.version), 64))
+        path = self._counter_paths.get(kernel_id)
+        if path is None:
+            path = self._counter_paths[kernel_id] = _counter_path(directory, self.version)
+        return parse_int(self._counters.read(path, 64))
 
     def shmem_of(self, kernel_id: str) -> int:
         """The shared memory in the kernel's last ``usage`` (for the budget's breakdown)."""
@@ -250,6 +272,9 @@ class KernelCgroups:
             self._limits.pop(kernel_id, None)
             self._shmem.pop(kernel_id, None)
             self._usage.pop(kernel_id, None)
+            self._counter_paths.pop(kernel_id, None)
+            self._last_counter.pop(kernel_id, None)
+            self._charge_still.discard(kernel_id)
             if directory is not None:
                 self._counters.forget([_counter_path(directory, self.version)])
                 self._leftover.add(directory)

@@ -185,6 +185,7 @@ class Monitor:
         act: ActionSink | None = None,
         terminals: TerminalRoots | None = None,
         exact_of: Callable[[str], int | None] | None = None,
+        still_of: Callable[[str], bool] | None = None,
         shmem_of: Callable[[str], int] | None = None,
         cells_of: Callable[[str], tuple[str | None, AgentView | None]] | None = None,
     ) -> None:
@@ -196,6 +197,7 @@ class Monitor:
         self.act = act  # carries out the policy's actions; None = observe only
         self.terminals = terminals or dict
         self.exact_of = exact_of  # a kernel's own memory cgroup, where it has one
+        self.still_of = still_of  # ... and whether its charge stayed put at that read
         self.shmem_of = shmem_of  # ... and the shared memory in that figure
         self.cells_of = cells_of  # where its cells come from, and what its agent said
         self.on_tick: list[TickListener] = []
@@ -326,8 +328,18 @@ class Monitor:
         # the kernels is worked out from the lower of the two, so a kernel growing (or
         # freeing) fast between the reads is never taken for memory outside the kernels.
         usage_before = self._budget.usage()
+        # The kernel's own memory cgroup gives the exact figure at once (one file read); a
+        # charge counter that did not move also spares its tree's stat reads (TreeWalker).
+        own = {kid: self.exact_of(kid) if self.exact_of is not None else None for kid in roots}
+        still = {
+            root.pid
+            for kid, root in roots.items()
+            if own[kid] is not None and not root.busy and self.still_of and self.still_of(kid)
+        }
         walked = self._walker.trees(
-            (r.pid for r in roots.values()), must_walk={r.pid for r in roots.values() if r.busy}
+            (r.pid for r in roots.values()),
+            must_walk={r.pid for r in roots.values() if r.busy},
+            still=still,
         )
         trees: dict[str, ProcessTreeMemory | None] = {}
         for kid, root in roots.items():
@@ -335,8 +347,6 @@ class Monitor:
             escaped = [p for p in self._escaped.get(kid, ()) if p not in pids]
             for pid in escaped:  # an escaped process and its own children
                 pids += tuple(p for p in walk_tree(pid) if p not in pids)
-            # The kernel's own memory cgroup gives the exact figure at once (one file read).
-            own = self.exact_of(kid) if self.exact_of is not None else None
             tree = sample_tree(
                 root.pid,
                 pids,
@@ -345,9 +355,9 @@ class Monitor:
                 now=now,
                 known_rss=self._walker.rss,
                 read_hwm=root.pid not in self._walker.unchanged,
-                exact_bytes=own,
+                exact_bytes=own[kid],
             )
-            if tree is not None and own is None:
+            if tree is not None and own[kid] is None:
                 tree = self._with_pss(kid, tree, now, last)
             trees[kid] = tree
         self._pss.retain(roots.keys())

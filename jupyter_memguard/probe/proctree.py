@@ -209,12 +209,20 @@ class TreeWalker:
     Each process's ``stat`` is kept open (probe.kept_files) and parsed only when its text
     changed: an idle process's reads are the same bytes. Only the real /proc's files are
     tied to their process (a fake tree's are plain files), so only they are kept.
+
+    A root the caller calls ``still`` (its kernel's memory cgroup charged and freed nothing
+    since the last read: no fork, no exit, no growth) keeps its tree without those reads, for
+    at most ``still_s`` since they were last made. They cost more than the rest of an idle
+    kernel's tick: ``stat`` sums every thread's times, and after a tick's sleep each of those
+    threads is a cache miss.
     """
 
-    def __init__(self, proc: Path = PROC, max_age_s: float = 120.0) -> None:
+    def __init__(self, proc: Path = PROC, max_age_s: float = 120.0, still_s: float = 10.0) -> None:
         self.proc = proc
         self.max_age_s = max_age_s
+        self.still_s = still_s
         self._known: dict[int, tuple[float, tuple[int, ...], tuple[tuple[int, ...], ...]]] = {}
+        self._checked: dict[int, float] = {}  # root → when its stat files were last read
         self._files = KeptFiles(max_kept=MAX_KEPT if proc == PROC else 0)
         # pid → (its stat text at the last read, the signature and RSS parsed from it)
         self._stat: dict[int, tuple[bytes, tuple[int, ...], int]] = {}
@@ -242,7 +250,11 @@ class TreeWalker:
         return tuple(signature)
 
     def trees(
-        self, roots: Iterable[int], must_walk: Collection[int] = (), now: float | None = None
+        self,
+        roots: Iterable[int],
+        must_walk: Collection[int] = (),
+        now: float | None = None,
+        still: Collection[int] = (),
     ) -> dict[int, tuple[int, ...]]:
         """Each live root's tree (root first); gone roots are absent."""
         now = time.monotonic() if now is None else now
@@ -254,6 +266,17 @@ class TreeWalker:
             known = self._known.get(root)
             if known is not None and root not in must_walk and now - known[0] < self.max_age_s:
                 _, pids, signature = known
+                read = [self._stat.get(pid) for pid in pids]
+                if (
+                    root in still
+                    and now - self._checked.get(root, -1e9) < self.still_s
+                    and None not in read
+                ):
+                    result[root] = pids
+                    self.unchanged.add(root)
+                    self.rss.update((pid, entry[2]) for pid, entry in zip(pids, read) if entry)
+                    continue
+                self._checked[root] = now
                 if self._signature(pids) == signature:
                     result[root] = pids
                     self.unchanged.add(root)
@@ -263,9 +286,14 @@ class TreeWalker:
             signature = self._signature(pids)
             if signature is not None:
                 self._known[root] = (now, pids, signature)
+                self._checked[root] = now
+            else:
+                self._known.pop(root, None)  # a process ended mid-read: walk it again next time
             result[root] = pids
         for root in [r for r in self._known if r not in result]:
             del self._known[root]
+        for root in [r for r in self._checked if r not in self._known]:
+            del self._checked[root]
         alive = {pid for pids in result.values() for pid in pids}
         gone = [pid for pid in self._stat if pid not in alive]
         self._files.forget(f"{self.proc}/{pid}/stat" for pid in gone)
