@@ -49,6 +49,10 @@ class TerminationFacts:
     kernel_cgroup_oom_kill_before: tuple[int, int] | None = None  # (kills, own limit hits)
     kernel_cgroup_oom_kill_after: tuple[int, int] | None = None
     variables: tuple[dict[str, Any], ...] = ()  # the largest variables (its agent), at a halt
+    # memguard's own stop that was under way when something else ended the kernel first (an
+    # intent's kind: "halt", "admin_halt", "cull"), and its reason:
+    under_way: str | None = None
+    under_way_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -113,7 +117,21 @@ def _evidence(facts: TerminationFacts, matched: OomKill | None) -> dict[str, Any
         "kernel_cgroup_oom_kill_after": facts.kernel_cgroup_oom_kill_after,
         "contained": _contained(facts, matched),
         "variables": list(facts.variables),
+        "under_way": facts.under_way,
+        "under_way_reason": facts.under_way_reason,
     }
+
+
+_UNDER_WAY = {"halt": "halt it", "admin_halt": "halt it", "cull": "shut it down as idle"}
+
+
+def _under_way_phrase(facts: TerminationFacts) -> str:
+    """' memguard had begun to halt it (…), but this came first.' or ''."""
+    if facts.under_way is None:
+        return ""
+    why = f" ({facts.under_way_reason})" if facts.under_way_reason else ""
+    what = _UNDER_WAY.get(facts.under_way, "stop it")
+    return f" memguard had begun to {what}{why}, but this came first."
 
 
 def _contained(facts: TerminationFacts, matched: OomKill | None) -> bool:
@@ -153,7 +171,7 @@ def classify(facts: TerminationFacts) -> Classification:
     evidence = _evidence(facts, matched)
 
     def result(verdict: Verdict, confidence: Confidence, text: str) -> Classification:
-        return Classification(verdict, confidence, text, evidence)
+        return Classification(verdict, confidence, text + _under_way_phrase(facts), evidence)
 
     usage = _usage_phrase(facts)
     gpu = _gpu_oom_phrase(facts)

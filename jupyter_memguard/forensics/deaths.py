@@ -310,8 +310,30 @@ class Deaths:
                 before,
                 after,
             )
+        # memguard's own stop may have been under way (its interrupt sent, a cell still
+        # growing into the kernel's own limit): this death is the end that intent was for, so
+        # it is consumed here, or a later end of the same kernel would be taken for memguard's.
+        intent = await asyncio.to_thread(self.journal.pending_intent, kernel_id, time.time())
+        if intent is not None and intent.created_at < facts.life.started_at:
+            intent = None  # made for an earlier process of this kernel
+        if intent is not None:
+            await asyncio.to_thread(self.journal.consume_intent, intent.id, time.time())
         verdict = classify(
-            self._facts(facts, returncode=returncode, after=budget, cells=cells, own_cgroup=own)
+            replace(
+                self._facts(
+                    facts,
+                    returncode=returncode,
+                    after=budget,
+                    cells=cells,
+                    own_cgroup=own,
+                    trigger=intent.trigger.to_json() if intent and intent.trigger else None,
+                    variables=tuple((intent.evidence or {}).get("variables") or ())
+                    if intent
+                    else (),
+                ),
+                under_way=intent.kind if intent else None,
+                under_way_reason=intent.reason if intent else None,
+            )
         )
         await self.recorder.record(facts, verdict)
 
