@@ -53,15 +53,18 @@ async def terminations(jp_fetch: Any, kernel_id: str) -> list[dict[str, Any]]:
     return (await get_json(jp_fetch, "terminations", kernel_id=kernel_id))["terminations"]
 
 
+GUARD_CONFIG: dict[str, Any] = {
+    "kernel_memory_limit": "400M",
+    "poll_interval": 0.25,
+    "min_poll_interval": 0.05,
+    "interrupt_grace": 1.0,
+    "shutdown_grace": 1.0,
+}
+
+
 @pytest.fixture
 def memguard_config() -> dict[str, Any]:
-    return {
-        "kernel_memory_limit": "400M",
-        "poll_interval": 0.25,
-        "min_poll_interval": 0.05,
-        "interrupt_grace": 1.0,
-        "shutdown_grace": 1.0,
-    }
+    return dict(GUARD_CONFIG)
 
 
 async def test_interrupt_stops_a_runaway_cell(jp_fetch, memguard, start_kernel):

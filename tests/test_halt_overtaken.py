@@ -10,18 +10,12 @@ from typing import Any
 import pytest
 
 from .conftest import get_json, wait_for
-from .test_guard import GROW_IGNORING_INTERRUPTS, kinds, terminations
+from .test_guard import GROW_IGNORING_INTERRUPTS, GUARD_CONFIG, kinds, terminations
 
 
 @pytest.fixture
 def memguard_config() -> dict[str, Any]:
-    return {
-        "kernel_memory_limit": "400M",
-        "poll_interval": 0.25,
-        "min_poll_interval": 0.05,
-        "interrupt_grace": 30.0,  # the SIGKILL below comes well inside it
-        "shutdown_grace": 1.0,
-    }
+    return {**GUARD_CONFIG, "interrupt_grace": 30.0}  # the SIGKILL below comes well inside it
 
 
 async def test_a_death_during_a_halt_is_its_own_record_and_uses_up_the_halt(

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from ..guard.policy import kernel_limit
 from ..lifecycle import Died, Gone, KernelLife, LifecycleEvent, Restarted, Started
-from ..models import Budget, KernelState, OomKill, Tick, Trigger
+from ..models import Budget, Intent, KernelState, OomKill, Tick, Trigger
 from ..probe.cells import CellTracker
 from ..probe.gpu_oom import GpuOomError, parse_gpu_oom
 from ..settings import MemGuardSettings
@@ -313,29 +313,30 @@ class Deaths:
         # memguard's own stop may have been under way (its interrupt sent, a cell still
         # growing into the kernel's own limit): this death is the end that intent was for, so
         # it is consumed here, or a later end of the same kernel would be taken for memguard's.
-        intent = await asyncio.to_thread(self.journal.pending_intent, kernel_id, time.time())
-        if intent is not None and intent.created_at < facts.life.started_at:
-            intent = None  # made for an earlier process of this kernel
-        if intent is not None:
-            await asyncio.to_thread(self.journal.consume_intent, intent.id, time.time())
+        intent = await self._take_intent(kernel_id, made_since=facts.life.started_at)
         verdict = classify(
-            replace(
-                self._facts(
-                    facts,
-                    returncode=returncode,
-                    after=budget,
-                    cells=cells,
-                    own_cgroup=own,
-                    trigger=intent.trigger.to_json() if intent and intent.trigger else None,
-                    variables=tuple((intent.evidence or {}).get("variables") or ())
-                    if intent
-                    else (),
-                ),
+            self._facts(
+                facts,
+                returncode=returncode,
+                after=budget,
+                cells=cells,
+                own_cgroup=own,
+                trigger=intent.trigger.to_json() if intent and intent.trigger else None,
+                variables=_variables_of(intent),
                 under_way=intent.kind if intent else None,
                 under_way_reason=intent.reason if intent else None,
             )
         )
         await self.recorder.record(facts, verdict)
+
+    async def _take_intent(self, kernel_id: str, made_since: float = 0.0) -> Intent | None:
+        """The kernel's pending intent (made since ``made_since``), consumed: the end being
+        recorded is the one it was for, and no later end may be taken for it."""
+        intent = await asyncio.to_thread(self.journal.pending_intent, kernel_id, time.time())
+        if intent is None or intent.created_at < made_since:
+            return None
+        await asyncio.to_thread(self.journal.consume_intent, intent.id, time.time())
+        return intent
 
     async def _record_through_manager(
         self,
@@ -345,12 +346,8 @@ class Deaths:
         culler_timeout: float | None = None,
     ) -> None:
         """An end that came through the manager: memguard's own if an intent says so."""
-        kernel_id = facts.kernel_id
-        intent = await asyncio.to_thread(self.journal.pending_intent, kernel_id, time.time())
-        if intent is not None:
-            await asyncio.to_thread(self.journal.consume_intent, intent.id, time.time())
+        intent = await self._take_intent(facts.kernel_id)
         trigger = intent.trigger if intent is not None else None
-        variables = tuple((intent.evidence or {}).get("variables") or ()) if intent else ()
         by_culler = culler_timeout is not None
         if intent is not None and intent.kind == "halt":
             cells = cells.halted()
@@ -365,7 +362,7 @@ class Deaths:
                 intent_reason=intent.reason if intent else None,
                 trigger=trigger.to_json() if trigger is not None else None,
                 cells=cells,
-                variables=variables,
+                variables=_variables_of(intent),
             )
         )
         await self.recorder.record(facts, verdict)
@@ -376,11 +373,9 @@ class Deaths:
         facts = self.facts.get(kernel_id)
         if facts is None:
             return
-        intent = await asyncio.to_thread(self.journal.pending_intent, kernel_id, time.time())
+        intent = await self._take_intent(kernel_id)
         if intent is not None:
-            await asyncio.to_thread(self.journal.consume_intent, intent.id, time.time())
             trigger = intent.trigger or trigger
-        variables = tuple((intent.evidence or {}).get("variables") or ()) if intent else ()
         cells = self._cells_at_end(kernel_id, died=False).halted()
         state = self.tick.kernels.get(kernel_id)
         after = state.usage_bytes if state is not None else None
@@ -394,7 +389,7 @@ class Deaths:
                 intent_reason=intent.reason if intent else None,
                 trigger=trigger.to_json(),
                 cells=cells,
-                variables=variables,
+                variables=_variables_of(intent),
             ),
             after,
         )
@@ -454,6 +449,8 @@ class Deaths:
         cells: CellFacts | None = None,
         own_cgroup: tuple[Any, ...] | None = None,
         variables: tuple[dict[str, Any], ...] = (),
+        under_way: str | None = None,
+        under_way_reason: str | None = None,
     ) -> TerminationFacts:
         pid = facts.life.pid
         pids = facts.pids or ((pid,) if pid else ())
@@ -495,6 +492,8 @@ class Deaths:
             kernel_cgroup_oom_kill_before=own_cgroup[2] if own_cgroup else None,
             kernel_cgroup_oom_kill_after=own_cgroup[3] if own_cgroup else None,
             variables=variables,
+            under_way=under_way,
+            under_way_reason=under_way_reason,
         )
 
     def _idle_others(self, kernel_id: str) -> tuple[dict[str, Any], ...]:
@@ -504,3 +503,8 @@ class Deaths:
             for k in self.tick.kernels.values()
             if k.kernel_id != kernel_id and not k.busy and (k.usage_bytes or 0) >= IDLE_WORTH
         )
+
+
+def _variables_of(intent: Intent | None) -> tuple[dict[str, Any], ...]:
+    """The largest variables memguard asked for while acting (kept with its intent)."""
+    return tuple((intent.evidence or {}).get("variables") or ()) if intent else ()

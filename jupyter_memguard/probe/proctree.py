@@ -266,16 +266,13 @@ class TreeWalker:
             known = self._known.get(root)
             if known is not None and root not in must_walk and now - known[0] < self.max_age_s:
                 _, pids, signature = known
-                read = [self._stat.get(pid) for pid in pids]
-                if (
-                    root in still
-                    and now - self._checked.get(root, -1e9) < self.still_s
-                    and None not in read
-                ):
-                    result[root] = pids
-                    self.unchanged.add(root)
-                    self.rss.update((pid, entry[2]) for pid, entry in zip(pids, read) if entry)
-                    continue
+                if root in still and now - self._checked.get(root, -1e9) < self.still_s:
+                    read = [self._stat.get(pid) for pid in pids]
+                    if None not in read:
+                        result[root] = pids
+                        self.unchanged.add(root)
+                        self.rss.update((pid, entry[2]) for pid, entry in zip(pids, read) if entry)
+                        continue
                 self._checked[root] = now
                 if self._signature(pids) == signature:
                     result[root] = pids
