@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -222,9 +223,36 @@ def _own_oom_kills(group: cgroups.MemoryCgroup) -> int:
     raise AssertionError(f"no oom_kill in {name}")
 
 
+def _own_limit_set(lab: Lab, kernel_id: str) -> bool:
+    """Whether a tick has given the kernel's own cgroup its limit."""
+    name = "memory.max" if lab.group.version == 2 else "memory.limit_in_bytes"
+    path = lab.group.path / f"memguard-kernel-{kernel_id}" / name
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return False
+    return text != "max" and int(text) <= lab.limit_bytes
+
+
+def _just_after_a_tick(lab: Lab, ready: Callable[[], bool], timeout: float = 60) -> None:
+    """Return the moment a tick has run after ``ready()`` held, so that a whole poll interval
+    lies ahead before the next one."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert time.monotonic() < deadline, "no tick gave the kernel's own cgroup its limit"
+        time.sleep(0.2)
+    seen = lab.server.get("api/memguard/status")["tick"]
+    while lab.server.get("api/memguard/status")["tick"] == seen:
+        assert time.monotonic() < deadline, "no tick came"
+        time.sleep(0.05)
+
+
 def test_a_one_shot_allocation_is_contained_in_the_kernels_own_cgroup(tmp_path: Path) -> None:
-    # Polling made slow on purpose: only the kernel's own cgroup limit can stop this.
-    settings = ("--MemGuard.poll_interval=5", "--MemGuard.min_poll_interval=5")
+    # Polling made slow on purpose: only the kernel's own cgroup limit can stop this. The cell
+    # starts just after a tick, so the next one comes 15 s later: populating the pages up to
+    # the limit took 4.5 s under load here. (With 5 s, a tick sometimes saw the kernel at its
+    # limit first, and memguard's kill was recorded, rightly, as halted_by_memguard.)
+    settings = ("--MemGuard.poll_interval=15", "--MemGuard.min_poll_interval=15")
     with lab_server(2 * GiB, *settings, root=tmp_path) as lab:
         status = lab.server.get("api/memguard/status")
         if not status["kernel_cgroups"]["available"]:
@@ -232,7 +260,7 @@ def test_a_one_shot_allocation_is_contained_in_the_kernels_own_cgroup(tmp_path: 
         bystander = lab.kernel()
         bystander_pid = lab.kernel_info(bystander)["pid"]
         oneshot = lab.kernel("oneshot.ipynb")
-        time.sleep(6)  # a tick has placed both kernels in their cgroups, with their limits
+        _just_after_a_tick(lab, lambda: _own_limit_set(lab, oneshot))
         before = _own_oom_kills(lab.group)
         execute(lab.server, oneshot, ONE_SHOT, wait_started=False)
         record = lab.wait_termination(oneshot, timeout=120)
