@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+from dataclasses import replace
 
 import pytest
 
@@ -155,3 +156,28 @@ def test_child_oom():
     assert (result.verdict, result.confidence) == ("child_oom_killed", "confirmed")
     assert result.evidence["child_pid"] == 101
     assert "still running" in result.explanation
+
+
+def test_an_oom_kill_in_its_own_cgroup_names_its_limit_not_a_stale_sample():
+    # A one-shot allocation reached the kernel's own limit between two ticks: the last sample
+    # saw 70 MiB, the kernel log what its process held as it was killed.
+    oom = parse_oom_line(MODERN.replace("3287", "101"))
+    oom = replace(oom, oom_memcg="/memguard-test/memguard-kernel-k")
+    contained = classify(
+        facts(
+            returncode=-signal.SIGKILL,
+            oom_kills=(oom,),
+            last_rss_bytes=70 * 2**20,
+            kernel_cgroup_path="/sys/fs/cgroup/memory/memguard-test/memguard-kernel-k",
+            kernel_cgroup_limit_bytes=2**30,
+        )
+    )
+    assert (contained.verdict, contained.evidence["contained"]) == ("oom_killed", True)
+    assert "it reached its own limit of 1 GiB" in contained.explanation
+    assert "held 953.8 MiB as it was killed" in contained.explanation
+    assert "70 MiB" not in contained.explanation
+    # Outside its own cgroup, the larger of the sample and the kernel log's figure is told.
+    shared = classify(
+        facts(returncode=-signal.SIGKILL, oom_kills=(oom,), last_rss_bytes=70 * 2**20)
+    )
+    assert "it used 953.8 MiB of a 3.7 GiB limit" in shared.explanation

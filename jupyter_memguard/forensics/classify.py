@@ -76,13 +76,30 @@ def _rose(before: int | None, after: int | None) -> bool:
     return before is not None and after is not None and after > before
 
 
-def _usage_phrase(facts: TerminationFacts) -> str:
+def _usage_phrase(facts: TerminationFacts, killed_holding: int | None = None) -> str:
     used = facts.last_rss_bytes if facts.last_rss_bytes is not None else facts.peak_rss_bytes
+    if killed_holding is not None and (used is None or killed_holding > used):
+        used = killed_holding  # the last sample came before what it allocated since
     if used is None or not facts.limit_bytes:
         return ""
     source = f" ({facts.limit_source.replace('_', ' ')})" if facts.limit_source else ""
     units = facts.units
     return f": it used {human_bytes(used, units)} of a {human_bytes(facts.limit_bytes, units)} limit{source}"
+
+
+def _oom_usage_phrase(facts: TerminationFacts, matched: OomKill | None, contained: bool) -> str:
+    """At an OOM kill, the kernel log's figure (what the victim held as it was killed) and its
+    own cgroup's limit are exact, where the last sample may be seconds old: a one-shot
+    allocation can reach the limit between two ticks."""
+    held = matched.anon_rss_bytes if matched is not None else None
+    own = facts.kernel_cgroup_limit_bytes
+    if contained:
+        text = ": it reached its own limit"
+        text += f" of {human_bytes(own, facts.units)}" if own else ""
+        if held is not None:
+            text += f" (its process held {human_bytes(held, facts.units)} as it was killed)"
+        return text
+    return _usage_phrase(facts, held)
 
 
 def _evidence(facts: TerminationFacts, matched: OomKill | None) -> dict[str, Any]:
@@ -212,11 +229,12 @@ def classify(facts: TerminationFacts) -> Classification:
     if matched is not None:
         who = "the kernel" if matched.pid == facts.pid else f"its process {matched.pid}"
         where = " inside its own memory cgroup" if evidence["contained"] else ""
+        held = _oom_usage_phrase(facts, matched, evidence["contained"])
         return result(
             "oom_killed",
             "confirmed",
             f"The kernel was killed by the system's out-of-memory killer{where} (the kernel log "
-            f"names {who}){usage}.",
+            f"names {who}){held}.",
         )
     code = facts.returncode
     if code == -signal.SIGKILL and evidence["contained"]:
@@ -224,7 +242,7 @@ def classify(facts: TerminationFacts) -> Classification:
             "oom_killed",
             "confirmed",
             "The kernel was killed (SIGKILL) while the out-of-memory counter of its own memory "
-            f"cgroup rose: it reached its own limit and was stopped there{usage}.",
+            f"cgroup rose{_oom_usage_phrase(facts, None, True)}, and was stopped there.",
         )
     if code == -signal.SIGKILL:
         if _rose(facts.cgroup_oom_kill_before, facts.cgroup_oom_kill_after) or _rose(
